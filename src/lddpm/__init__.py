@@ -1,0 +1,3 @@
+"""lddpm: few-step conditional diffusion for single-image super-resolution."""
+
+__version__ = "0.1.0"

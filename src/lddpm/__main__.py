@@ -1,0 +1,5 @@
+import sys
+
+from lddpm.cli import main
+
+sys.exit(main())
