@@ -118,17 +118,29 @@ class LossConfig:
 
 @dataclass
 class DegradationConfig:
-    """BSRGAN random degradation probabilities and ranges (Zhang et al.)."""
+    """BSRGAN random degradation probabilities and ranges (Zhang et al.).
+
+    Ops (each applied with its probability): blur, blur again, an intermediate resize by a
+    random factor in [1, 2s], the resize to exactly H/s x W/s, Gaussian noise, JPEG, camera
+    sensor noise; shuffled (the intermediate resize kept before the final one), then a
+    final JPEG. See lddpm.data.pipeline.
+    """
 
     blur_prob: float = 0.85
     blur_sigma: tuple[float, float] = (0.1, 2.8)
+    anisotropic_prob: float = 0.5  # of a blur being anisotropic (two sigmas and an angle)
+    blur_kernel_max: int = 21  # the kernel covers +-3 sigma, up to this (odd) size
+    intermediate_resize_prob: float = 0.75
     downsample_modes: tuple[str, ...] = ("nearest", "bilinear", "bicubic")
     noise_prob: float = 1.0
     noise_level: tuple[float, float] = (1.0, 25.0)  # 8-bit units
     gray_noise_prob: float = 0.4
     jpeg_prob: float = 0.9
     jpeg_quality: tuple[int, int] = (30, 95)
+    final_jpeg_prob: float = 1.0
     sensor_noise_prob: float = 0.25
+    sensor_shot_noise: tuple[float, float] = (1e-4, 1e-2)  # variance per unit signal
+    sensor_read_noise: tuple[float, float] = (1e-6, 1e-3)  # variance
     shuffle: bool = True
 
 

@@ -1,0 +1,37 @@
+"""`lddpm presets`: the named presets, one line each, with parameter counts."""
+
+from __future__ import annotations
+
+import argparse
+
+from lddpm.config import SIZES, build_preset, describe_presets
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--scale", type=int, default=4, help="scale used to build the models counted (default 4)"
+    )
+
+
+def _params(name: str, scale: int) -> str:
+    from lddpm.models.lddpm import LDDPMNet, count_parameters
+    from lddpm.training.trainer import build_discriminator
+
+    cfg = build_preset(name)
+    net = count_parameters(LDDPMNet(cfg.model, scale))
+    disc = build_discriminator(cfg)
+    extra = f" + D {count_parameters(disc) / 1e6:.2f}M" if disc is not None else ""
+    return f"{net / 1e6:.2f}M{extra}"
+
+
+def run(args: argparse.Namespace) -> int:
+    print("Presets are a size plus method parts joined by '+', e.g. small+v3+glow+gan.")
+    print("A bare size means +v1. Descriptions:")
+    for name, desc in describe_presets():
+        print(f"  {name:<10} {desc}")
+    print("\nParameter counts (denoiser [+ discriminator]):")
+    for size in SIZES:
+        combos = ["v1", "v2", "v3", "v3+glow", "v3+glow+gan", "lddpm"]
+        cells = [f"{c}: {_params(f'{size}+{c}', args.scale)}" for c in combos]
+        print(f"  {size:<6} " + " | ".join(cells))
+    return 0

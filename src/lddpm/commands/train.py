@@ -1,0 +1,74 @@
+"""`lddpm train`: train a model on a folder of photos; `--resume` continues a killed run."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from lddpm.config import Config, apply_overrides, build_preset, load_config_file
+from lddpm.errors import UserError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    src = parser.add_mutually_exclusive_group()
+    src.add_argument("--preset", help="e.g. tiny, small+v3, small+v3+glow+gan, paper+lddpm (see `lddpm presets`)")
+    src.add_argument("--config", help="YAML/JSON config file (full, or `preset:` plus overrides)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value, e.g. --set data.scale=2 (repeatable)")
+    parser.add_argument("--data", required=True, help="folder of HR training images (recursive)")
+    parser.add_argument("--output", required=True, help="run directory (checkpoints, logs, grids)")
+    parser.add_argument("--val-data", help="folder of HR validation images (default: --data)")
+    parser.add_argument("--max-steps", type=int, help="the run's total number of steps")
+    parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --output")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
+
+
+def _config(args: argparse.Namespace, output: Path) -> Config:
+    from lddpm.training import checkpoint as ckpt
+
+    found = ckpt.list_checkpoints(output)
+    if args.config:
+        cfg = load_config_file(args.config)
+    elif args.preset:
+        cfg = build_preset(args.preset)
+    elif args.resume and found:
+        cfg = ckpt.read_config(found[-1])  # the run describes itself
+    else:
+        raise UserError("give --preset NAME or --config FILE (or --resume an existing run)")
+    cfg = apply_overrides(cfg, args.set)
+    if args.max_steps is not None:
+        if args.max_steps < 1:
+            raise UserError(f"--max-steps must be >= 1, got {args.max_steps}")
+        cfg.train.max_steps = args.max_steps
+    return cfg
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from lddpm.training import checkpoint as ckpt
+    from lddpm.training.trainer import Trainer
+
+    output = Path(args.output)
+    data = Path(args.data)
+    if not data.exists():
+        raise UserError(f"--data folder not found: {data}")
+    if args.val_data and not Path(args.val_data).exists():
+        raise UserError(f"--val-data folder not found: {args.val_data}")
+    if ckpt.list_checkpoints(output) and not args.resume:
+        raise UserError(f"{output} already holds a run: pass --resume to continue it, or choose another --output")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device is available")
+    cfg = _config(args, output)
+    output.mkdir(parents=True, exist_ok=True)
+    trainer = Trainer(
+        cfg, data, output, Path(args.val_data) if args.val_data else None,
+        device=args.device, resume=args.resume, progress=not args.no_progress,
+    )
+    if trainer.step >= cfg.train.max_steps:
+        print(f"already at step {trainer.step} >= --max-steps {cfg.train.max_steps}: nothing to do")
+        return 0
+    last = trainer.fit(cfg.train.max_steps)
+    print(f"checkpoint: {last}")
+    return 0

@@ -1,0 +1,174 @@
+"""Training objective (Eq. 18): L = L_DDPM + l_kl KL + l_adv L_adv + l_c L_content + l_s L_style.
+
+Each loss returns `(total, terms)` where `terms` maps a name to the *weighted* contribution of
+that term, so that `sum(terms.values()) == total` (what the progress bar and TensorBoard show).
+
+    x0 = hr (target "image") or hr - up (target "residual", as SRDiff); all (B,3,H,W) in [-1,1]
+
+L_DDPM (Eq. 7):   t ~ U{0..T-1}, eps ~ N(0, I), || eps - eps_theta(sqrt(ab_t) x0 + sqrt(1-ab_t) eps) ||^2
+Few-step chain:   k ~ U{1..K}; real pair (x_{tau_{k-1}}, x_{tau_k}) from the forward process;
+                  fake: x0-hat from eps_theta with z from the prior, x'_{tau_{k-1}} ~ q(. | x_{tau_k}, x0-hat)
+                  (Eq. 14-15); D(x_prev, x_t, t, up) scores both (Eq. 13).
+Content / style:  on the clean estimate x0-hat of the L_DDPM branch, as an image (Eq. 16-17).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from lddpm.config import Config
+from lddpm.diffusion.schedule import (
+    Schedule,
+    posterior_mean_var,
+    predict_x0,
+    q_sample,
+    q_step,
+    select_timesteps,
+)
+from lddpm.models.discriminator import d_loss, g_loss, r1_penalty
+from lddpm.models.lddpm import Condition, LDDPMNet
+
+
+def to_target(hr: torch.Tensor, up: torch.Tensor, target: str) -> torch.Tensor:
+    """The diffusion's x0: the HR image, or the residual over the bicubic upsampling."""
+    return hr - up if target == "residual" else hr
+
+
+def to_image(x0: torch.Tensor, up: torch.Tensor, target: str) -> torch.Tensor:
+    return x0 + up if target == "residual" else x0
+
+
+def x0_clip(target: str) -> float:
+    """Range of x0: images live in [-1, 1], residuals in [-2, 2]."""
+    return 2.0 if target == "residual" else 1.0
+
+
+@dataclass
+class ChainPair:
+    """One step k of the K-step chain, batched. Tensors (B,3,H,W); t (B,) long."""
+
+    x_prev_real: torch.Tensor
+    x_t: torch.Tensor
+    t: torch.Tensor
+    x_prev_fake: torch.Tensor
+
+
+class Objective:
+    def __init__(self, cfg: Config, sched: Schedule, perceptual: torch.nn.Module | None = None):
+        self.cfg = cfg
+        self.sched = sched
+        self.perceptual = perceptual
+        self.target = cfg.diffusion.target
+        self.taus = select_timesteps(sched.timesteps, cfg.gan.steps, cfg.gan.timestep_rule)
+
+    # ------------------------------------------------------------------ helpers
+    def _randn(self, like: torch.Tensor, gen: torch.Generator, shape=None) -> torch.Tensor:
+        return torch.randn(shape or like.shape, generator=gen, device=like.device, dtype=like.dtype)
+
+    def _prior_noise(self, net: LDDPMNet, x: torch.Tensor, gen: torch.Generator):
+        shape = net.latent_shape(tuple(x.shape))
+        return None if shape is None else self._randn(x, gen, shape)
+
+    # ------------------------------------------------------------------ L_DDPM
+    def ddpm_terms(
+        self, net: LDDPMNet, x0: torch.Tensor, cond: Condition, gen: torch.Generator
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor, np.ndarray]:
+        """Eq. 7 (+ KL of the CVAE). Returns raw terms, x0-hat, and the t drawn."""
+        b = x0.shape[0]
+        t = torch.randint(0, self.sched.timesteps, (b,), generator=gen).numpy()
+        noise = self._randn(x0, gen)
+        x_t = q_sample(self.sched, x0, t, noise)
+        eps, kl = net.forward_train(x_t, torch.as_tensor(t, device=x0.device), cond, x0, gen)
+        terms = {"ddpm": F.mse_loss(eps.float(), noise.float())}
+        if net.cvae is not None:
+            terms["kl"] = kl.float().mean()
+        x0_hat = predict_x0(self.sched, x_t.float(), t, eps.float())
+        return terms, x0_hat, t
+
+    def perceptual_terms(
+        self, x0_hat: torch.Tensor, hr: torch.Tensor, up: torch.Tensor, t: np.ndarray
+    ) -> dict[str, torch.Tensor]:
+        """Eq. 16-17 on the clean estimate as an image, optionally weighted by alphabar_t."""
+        lc = self.cfg.loss
+        if self.perceptual is None or (lc.content == 0 and lc.style == 0):
+            return {}
+        from lddpm.models.perceptual import time_weight
+
+        image_hat = to_image(x0_hat, up, self.target)
+        ab = torch.as_tensor(self.sched.alphabar_at(t), dtype=torch.float32, device=hr.device)
+        w = time_weight(ab, lc.time_weighting)
+        terms = {}
+        if lc.content:
+            terms["content"] = self.perceptual.content(image_hat, hr, w)
+        if lc.style:
+            terms["style"] = self.perceptual.style(image_hat, hr, w)
+        return terms
+
+    # ------------------------------------------------------------------ K-step chain
+    def chain_pair(
+        self, net: LDDPMNet, x0: torch.Tensor, cond: Condition, gen: torch.Generator
+    ) -> ChainPair:
+        """Real and fake (x_{tau_{k-1}}, x_{tau_k}) pairs for a random step k per sample."""
+        b = x0.shape[0]
+        k = torch.randint(0, len(self.taus), (b,), generator=gen).numpy()
+        t = self.taus[k]
+        s = np.where(k > 0, self.taus[np.maximum(k - 1, 0)], -1)  # tau_0 = "clean"
+        x_prev = q_sample(self.sched, x0, s, self._randn(x0, gen))
+        x_t = q_step(self.sched, x_prev, s, t, self._randn(x0, gen))
+        tt = torch.as_tensor(t, device=x0.device)
+        eps = net(x_t, tt, cond, self._prior_noise(net, x0, gen))  # z from the prior
+        x0_hat = predict_x0(self.sched, x_t, t, eps.float()).clamp(
+            -x0_clip(self.target), x0_clip(self.target)
+        )
+        mean, var = posterior_mean_var(self.sched, x0_hat, x_t, s, t)  # Eq. 15
+        x_fake = mean + var.sqrt() * self._randn(x0, gen)
+        return ChainPair(x_prev, x_t, tt, x_fake)
+
+    # ------------------------------------------------------------------ composites
+    def generator_loss(
+        self,
+        net: LDDPMNet,
+        batch: dict[str, torch.Tensor],
+        gen: torch.Generator,
+        disc: torch.nn.Module | None = None,
+        references: list[torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Eq. 18 for the denoiser: (total, weighted terms)."""
+        lc = self.cfg.loss
+        cond = net.condition(batch["lr"], references)
+        x0 = to_target(batch["hr"], cond.up, self.target)
+        raw, x0_hat, t = self.ddpm_terms(net, x0, cond, gen)
+        raw.update(self.perceptual_terms(x0_hat, batch["hr"], cond.up, t))
+        if disc is not None:
+            pair = self.chain_pair(net, x0, cond, gen)
+            raw["adv"] = g_loss(disc(pair.x_prev_fake, pair.x_t, pair.t, cond.up).float())
+        weights = {"ddpm": lc.ddpm, "kl": lc.kl, "adv": lc.adv, "content": lc.content, "style": lc.style}
+        terms = {name: weights[name] * value for name, value in raw.items()}
+        return sum(terms.values()), terms
+
+    def discriminator_loss(
+        self,
+        net: LDDPMNet,
+        disc: torch.nn.Module,
+        batch: dict[str, torch.Tensor],
+        gen: torch.Generator,
+        with_r1: bool,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Eq. 13 for D on detached fakes, plus the lazy R1 penalty on real pairs."""
+        with torch.no_grad():
+            cond = net.condition(batch["lr"])
+            x0 = to_target(batch["hr"], cond.up, self.target)
+            pair = self.chain_pair(net, x0, cond, gen)
+        x_real = pair.x_prev_real.detach().requires_grad_(with_r1)
+        real = disc(x_real, pair.x_t, pair.t, cond.up).float()
+        fake = disc(pair.x_prev_fake.detach(), pair.x_t, pair.t, cond.up).float()
+        terms = {"d_adv": d_loss(real, fake)}
+        if with_r1:
+            # lazy regularisation: scaled by the period so its average weight is r1_weight
+            r1 = r1_penalty(real, x_real)
+            terms["r1"] = 0.5 * self.cfg.gan.r1_weight * self.cfg.gan.r1_every * r1
+        return sum(terms.values()), terms

@@ -1,0 +1,189 @@
+"""Self-describing checkpoints, written atomically.
+
+A checkpoint is a directory `RUN/checkpoints/step_0001234/` holding
+    model.safetensors          online weights
+    ema.safetensors            EMA weights (what inference uses by default)
+    discriminator.safetensors  only with the `gan` part
+    config.json                {"lddpm_version", "step", "config": full Config}
+    trainer_state.pt           optimisers, LR schedule, step, RNG states (tensors + numbers)
+It is first written to a hidden temporary directory and then renamed into place, so a run
+killed at any moment leaves only complete checkpoints behind; `--resume` takes the newest.
+No pickled modules anywhere: weights are safetensors, the state file loads weights_only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from lddpm import __version__
+from lddpm.config import Config, config_from_dict
+from lddpm.errors import UserError
+
+CONFIG_FILE = "config.json"
+MODEL_FILE = "model.safetensors"
+EMA_FILE = "ema.safetensors"
+DISC_FILE = "discriminator.safetensors"
+STATE_FILE = "trainer_state.pt"
+KEEP_LAST = 2
+
+# What each top-level module of LDDPMNet is, for mismatch messages.
+PART_NAMES = {
+    "encoder": "LR encoder (part v2)",
+    "unet.cross": "cross-attention blocks (part v2)",
+    "cvae.posterior": "CVAE posterior encoder (part v3, training only)",
+    "cvae": "CVAE branch (part v3)",
+    "prior": "Glow prior (part glow)",
+    "unet": "UNet",
+}
+
+
+def _state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
+
+
+def save_checkpoint(
+    run_dir: Path,
+    step: int,
+    cfg: Config,
+    model: nn.Module,
+    ema: nn.Module,
+    trainer_state: dict[str, Any],
+    discriminator: nn.Module | None = None,
+) -> Path:
+    """Writes RUN/checkpoints/step_N atomically and prunes all but the newest KEEP_LAST."""
+    root = Path(run_dir) / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"step_{step:07d}"
+    tmp = root / f".tmp-step_{step:07d}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    save_file(_state_dict(model), str(tmp / MODEL_FILE))
+    save_file(_state_dict(ema), str(tmp / EMA_FILE))
+    if discriminator is not None:
+        save_file(_state_dict(discriminator), str(tmp / DISC_FILE))
+    meta = {"lddpm_version": __version__, "step": step, "config": cfg.to_dict()}
+    (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
+    torch.save(trainer_state, tmp / STATE_FILE)
+    _fsync_dir(tmp)
+    if final.exists():  # same step saved twice (e.g. resumed at the end): replace it
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    _fsync_dir(root)
+    for old in list_checkpoints(run_dir)[:-KEEP_LAST]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def _fsync_dir(path: Path) -> None:
+    for f in path.iterdir():
+        if f.is_file():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+
+
+def list_checkpoints(run_dir: Path) -> list[Path]:
+    """Complete checkpoints of a run, oldest first (temporary directories are ignored)."""
+    root = Path(run_dir) / "checkpoints"
+    if not root.is_dir():
+        return []
+    done = [p for p in root.glob("step_*") if (p / CONFIG_FILE).is_file()]
+    return sorted(done, key=lambda p: p.name)
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint directory, or a run directory (-> its newest checkpoint)."""
+    p = Path(path)
+    if (p / CONFIG_FILE).is_file():
+        return p
+    found = list_checkpoints(p)
+    if found:
+        return found[-1]
+    if not p.exists():
+        raise UserError(f"checkpoint not found: {p}")
+    raise UserError(f"{p} is neither a checkpoint (no {CONFIG_FILE}) nor a run with checkpoints")
+
+
+def read_meta(ckpt: Path) -> dict[str, Any]:
+    try:
+        meta = json.loads((ckpt / CONFIG_FILE).read_text())
+        meta["config"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise UserError(f"{ckpt / CONFIG_FILE}: not a valid lddpm checkpoint config ({exc})") from None
+    return meta
+
+
+def read_config(ckpt: Path) -> Config:
+    return config_from_dict(read_meta(ckpt)["config"])
+
+
+def _part_of(key: str) -> str:
+    for prefix in PART_NAMES:
+        if key == prefix or key.startswith(prefix + "."):
+            return prefix
+    return key.split(".")[0]
+
+
+def describe_key_mismatch(missing: list[str], unexpected: list[str]) -> str:
+    """'checkpoint lacks: LR encoder (part v2), ...; has extra: ...' grouped by part."""
+    def parts(keys: list[str]) -> str:
+        names = sorted({_part_of(k) for k in keys})
+        return ", ".join(f"{PART_NAMES.get(n, n)} [{n}.*]" for n in names)
+
+    bits = []
+    if missing:
+        bits.append(f"the checkpoint lacks {parts(missing)}")
+    if unexpected:
+        bits.append(f"it has parts the model does not: {parts(unexpected)}")
+    return "; ".join(bits)
+
+
+def load_weights(
+    module: nn.Module, file: Path, optional_prefixes: tuple[str, ...] = ()
+) -> None:
+    """Loads safetensors weights strictly; keys under optional_prefixes may be absent."""
+    if not file.is_file():
+        raise UserError(f"checkpoint file missing: {file}")
+    try:
+        state = load_file(str(file))
+    except Exception as exc:  # safetensors raises its own error types for corrupt files
+        raise UserError(f"{file}: cannot read weights ({exc})") from None
+    own = module.state_dict()
+    missing = [k for k in own if k not in state and not k.startswith(optional_prefixes)]
+    unexpected = [k for k in state if k not in own]
+    shape_diff = [k for k in state if k in own and state[k].shape != own[k].shape]
+    if missing or unexpected:
+        raise UserError(f"{file.parent}: {describe_key_mismatch(missing, unexpected)}")
+    if shape_diff:
+        k = shape_diff[0]
+        raise UserError(
+            f"{file.parent}: {len(shape_diff)} weights differ in shape, e.g. {k}: "
+            f"checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        )
+    module.load_state_dict(state, strict=False)
+
+
+def config_differences(a: Config, b: Config, ignore: tuple[str, ...] = ()) -> list[str]:
+    """Flat 'key: a -> b' lines for the keys whose values differ."""
+    def flat(d: dict, prefix: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            if isinstance(v, dict):
+                out.update(flat(v, prefix + k + "."))
+            else:
+                out[prefix + k] = v
+        return out
+
+    fa, fb = flat(a.to_dict()), flat(b.to_dict())
+    return [
+        f"{k}: {fa.get(k)!r} -> {fb.get(k)!r}"
+        for k in sorted(set(fa) | set(fb))
+        if fa.get(k) != fb.get(k) and not k.startswith(ignore)
+    ]

@@ -1,0 +1,49 @@
+"""Periodic validation: PSNR-Y of a few images and a PNG grid LR | bicubic | SR | HR."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from lddpm.config import Config
+from lddpm.data.imageio import save_image, to_uint8
+from lddpm.data.resize import imresize
+from lddpm.metrics.psnr_ssim import psnr_y
+
+MAX_VAL_SIDE = 128  # HR pixels: validation crops stay small so it costs seconds, not minutes
+
+
+def _center_crop(x: torch.Tensor, size: int, multiple: int) -> torch.Tensor:
+    h, w = x.shape[-2:]
+    th, tw = min(h, size) // multiple * multiple, min(w, size) // multiple * multiple
+    top, left = (h - th) // 2 // multiple * multiple, (w - tw) // 2 // multiple * multiple
+    return x[..., top : top + th, left : left + tw]
+
+
+def validation_report(upscaler, val_set, cfg: Config, png_path: Path) -> float:
+    """Mean PSNR-Y over the first `train.val_images` images; writes the grid to png_path."""
+    s = cfg.data.scale
+    rows, scores = [], []
+    for i in range(min(cfg.train.val_images, len(val_set))):
+        item = val_set[i]
+        hr = _center_crop(item["hr"], MAX_VAL_SIDE, s)
+        lr = _center_crop(item["lr"], MAX_VAL_SIDE // s, 1)[..., : hr.shape[-2] // s, : hr.shape[-1] // s]
+        sr = upscaler.upscale(lr[None], cfg.train.val_sampler, cfg.train.val_steps, seed=i)[0, 0]
+        scores.append(psnr_y(to_uint8(sr), to_uint8(hr), border=s))
+        rows.append(_grid_row(lr, sr, hr, s))
+    width = max(r.shape[1] for r in rows)
+    grid = np.concatenate([np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0))) for r in rows])
+    save_image(png_path, grid)
+    return float(np.mean(scores))
+
+
+def _grid_row(lr: torch.Tensor, sr: torch.Tensor, hr: torch.Tensor, s: int) -> np.ndarray:
+    """LR (nearest-enlarged) | bicubic | SR | HR side by side, uint8 HWC."""
+    lr_big = F.interpolate(lr[None], scale_factor=s, mode="nearest")[0]
+    bicubic = imresize(lr, scale=s).clamp(0, 1)
+    tiles = [to_uint8(x) for x in (lr_big, bicubic, sr, hr)]
+    gap = np.zeros((tiles[0].shape[0], 4, 3), np.uint8)
+    return np.concatenate([t for tile in tiles for t in (tile, gap)][:-1], axis=1)
