@@ -13,6 +13,7 @@ same image, and sample s of a run does not depend on how many samples were asked
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -39,7 +40,7 @@ class Upscaler:
     @classmethod
     def from_checkpoint(
         cls, path: str | Path, device: str = "cpu", use_ema: bool = True, config: Config | None = None
-    ) -> "Upscaler":
+    ) -> Upscaler:
         """Loads a checkpoint (or a run's newest). `config` checks it against an expected one."""
         cdir = ckpt.resolve_checkpoint(path)
         saved = ckpt.read_config(cdir)
@@ -107,7 +108,7 @@ class Upscaler:
         outs = []
         for s in range(num_samples):
             gen = torch.Generator(device="cpu").manual_seed(seed + s)
-            run = lambda x: self._sample_padded(x, spec, gen, refs, progress)  # noqa: E731
+            run = lambda x: self._sample_padded(x, spec, gen, refs, progress)
             out = run(lr) if tile is None or max(lr.shape[-2:]) <= tile else _tiled(run, lr, tile, self.scale)
             outs.append(((out + 1) / 2).clamp(0, 1).cpu())
         return torch.stack(outs)

@@ -71,7 +71,6 @@ def _check_args(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
     from tqdm import tqdm
 
     from lddpm.data.imageio import load_image, save_image, to_tensor

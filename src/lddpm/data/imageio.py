@@ -10,6 +10,7 @@ and `to_uint8` convert to and from float (3, H, W) tensors in [0, 1].
 from __future__ import annotations
 
 import os
+import struct
 import tempfile
 import warnings
 from pathlib import Path
@@ -52,7 +53,8 @@ def _oriented_size(im: Image.Image) -> tuple[int, int]:
     width, height = im.size
     try:
         orientation = im.getexif().get(0x0112, 1)
-    except Exception:  # a broken EXIF block is not worth refusing the photo for
+    except (OSError, ValueError, SyntaxError, KeyError, TypeError, struct.error):
+        # A broken EXIF block is not worth refusing the photo for.
         orientation = 1
     if orientation in _TRANSPOSING_ORIENTATIONS:
         return height, width

@@ -72,7 +72,7 @@ def resize_matrix(
     x = np.arange(1, out_len + 1, dtype=np.float64)[:, None]
     u = x / scale + 0.5 * (1.0 - 1.0 / scale)
     left = np.floor(u - width / 2.0)
-    taps = int(math.ceil(width)) + 2
+    taps = math.ceil(width) + 2
     indices = left + np.arange(taps, dtype=np.float64)[None, :]  # (out_len, taps), 1-based
     weights = weight(u - indices)
     weights = weights / weights.sum(axis=1, keepdims=True)
@@ -102,7 +102,7 @@ def _pair(value: float | Sequence[float]) -> tuple[float, float]:
 
 def output_size(in_len: int, scale: float) -> int:
     """MATLAB's ceil(scale * in_len), tolerant of float noise (255 * (1/3) -> 85, not 86)."""
-    return max(1, int(math.ceil(in_len * scale - 1e-9)))
+    return max(1, math.ceil(in_len * scale - 1e-9))
 
 
 def _plan(

@@ -11,8 +11,8 @@ The step count is chosen here, at sampling time, never baked into a checkpoint.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import torch

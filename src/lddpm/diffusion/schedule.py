@@ -28,7 +28,7 @@ def linear_betas(timesteps: int, beta_start: float, beta_end: float) -> np.ndarr
 
 def cosine_betas(timesteps: int, s: float = 0.008, max_beta: float = 0.999) -> np.ndarray:
     """Nichol & Dhariwal's cosine schedule: alphabar(t) = cos^2(((t/T + s)/(1 + s)) pi/2)."""
-    f = lambda u: math.cos((u / timesteps + s) / (1 + s) * math.pi / 2) ** 2  # noqa: E731
+    f = lambda u: math.cos((u / timesteps + s) / (1 + s) * math.pi / 2) ** 2
     betas = [min(1 - f(i + 1) / f(i), max_beta) for i in range(timesteps)]
     return np.asarray(betas, dtype=np.float64)
 
@@ -38,7 +38,7 @@ class Schedule:
     betas: np.ndarray  # (T,) float64
 
     @classmethod
-    def from_config(cls, cfg: DiffusionConfig) -> "Schedule":
+    def from_config(cls, cfg: DiffusionConfig) -> Schedule:
         if cfg.schedule == "cosine":
             return cls(cosine_betas(cfg.timesteps))
         return cls(linear_betas(cfg.timesteps, cfg.beta_start, cfg.beta_end))
@@ -127,6 +127,9 @@ def select_timesteps(timesteps: int, steps: int, rule: str = "uniform") -> np.nd
     elif rule != "uniform":
         raise ValueError(f"unknown timestep rule {rule!r}; valid: uniform, quadratic")
     taus = np.round(u * timesteps).astype(np.int64) - 1
+    # Fix (tests): the quadratic rule rounds u^2 T to 0 for large K (e.g. T=1000, K=50),
+    # which gave tau_1 = -1 ("clean"), outside [0, T) and a 0/0 in the posterior.
+    taus = np.maximum(taus, 0)
     # rounding can collide for large K; keep them strictly increasing
     for i in range(1, steps):
         taus[i] = max(taus[i], taus[i - 1] + 1)

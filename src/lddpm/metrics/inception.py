@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lddpm.weights import find_weight_file, load_state_dict_file, load_strict
+from lddpm.weights import find_weight_file, hub_checkpoint_dir, load_state_dict_file, load_strict
 
 FID_WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
 FID_WEIGHTS_URL = (
@@ -242,7 +242,7 @@ def load_fid_inception(
     path = find_weight_file(
         FID_WEIGHTS_FILE,
         weights_path,
-        how_to_get=f"to get it: download {FID_WEIGHTS_URL} into that directory, "
+        how_to_get=f"to get it: download {FID_WEIGHTS_URL} into {hub_checkpoint_dir()}, "
         "or pass its path with --inception-weights",
     )
     network = FIDInceptionV3(input_size)

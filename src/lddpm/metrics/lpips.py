@@ -23,8 +23,7 @@ import torch
 from torch import nn
 
 from lddpm.metrics.base import Metric, Pair, uint8_to_batch
-from lddpm.metrics.weight_files import ShippedCopy, find_metric_weights
-from lddpm.metrics.weight_files import load_pretrained_backbone
+from lddpm.metrics.weight_files import ShippedCopy, find_metric_weights, load_pretrained_backbone
 from lddpm.models.backbones import FeatureNet
 from lddpm.weights import load_state_dict_file, load_strict
 
@@ -124,7 +123,7 @@ def load_lpips(
         variant.linear_file,
         linear_weights,
         LINEAR_WEIGHT_COPIES,
-        "to get it: pip install lpips (it ships the file), or pass its path with "
+        "to get it: pip install --no-deps lpips (it ships the file), or pass its path with "
         "--lpips-weights",
     )
     linear = LinearLayers(variant.channels)

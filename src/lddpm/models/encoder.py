@@ -47,7 +47,7 @@ class LREncoder(nn.Module):
 
 def to_tokens(feature_map: torch.Tensor) -> torch.Tensor:
     """(B,C,h,w) -> (B, h*w, C) with a 2-D positional code of normalised coordinates added."""
-    b, c, h, w = feature_map.shape
+    _, c, h, w = feature_map.shape
     seq = feature_map.flatten(2).transpose(1, 2)
     return seq + positional_encoding_2d(h, w, c, feature_map.device).to(seq.dtype)
 

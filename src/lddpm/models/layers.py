@@ -83,7 +83,7 @@ class ResBlock(nn.Module):
 def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tensor:
     """Multi-head scaled dot-product attention. q: (B, N, C), k, v: (B, M, C) -> (B, N, C)."""
     b, n, c = q.shape
-    split = lambda x: x.reshape(b, x.shape[1], heads, c // heads).transpose(1, 2)  # noqa: E731
+    split = lambda x: x.reshape(b, x.shape[1], heads, c // heads).transpose(1, 2)
     out = F.scaled_dot_product_attention(split(q), split(k), split(v))
     return out.transpose(1, 2).reshape(b, n, c)
 

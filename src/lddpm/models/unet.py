@@ -11,7 +11,7 @@ them (the CVAE fusion of Eq. 9-11 and the Glow prior's context c):
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -49,8 +49,8 @@ class UNet(nn.Module):
         self.time_mlp = nn.Sequential(nn.Linear(ch, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         self.inp = nn.Conv2d(in_channels, ch, 3, padding=1)
 
-        block = lambda a, b: ResBlock(a, b, emb_dim, g, cfg.dropout)  # noqa: E731
-        attn = lambda c: SelfAttention(c, cfg.heads, g)  # noqa: E731
+        block = lambda a, b: ResBlock(a, b, emb_dim, g, cfg.dropout)
+        attn = lambda c: SelfAttention(c, cfg.heads, g)
 
         self.down = nn.ModuleList()
         skip_channels = [ch]

@@ -11,8 +11,8 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch

