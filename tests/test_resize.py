@@ -108,3 +108,14 @@ def test_size_and_scale_together_fix_both():
     assert y.shape == (1, 3, 4, 3)
     with pytest.raises(ValueError):
         imresize(torch.rand(1, 3, 4, 4))
+
+
+def test_differentiable_even_after_a_first_call_in_inference_mode():
+    with torch.inference_mode():  # validation may be the first to ask for these weights
+        imresize(torch.rand(1, 3, 8, 8), scale=0.5)
+    x = torch.rand(1, 3, 8, 8, requires_grad=True)
+    imresize(x, scale=0.5).sum().backward()
+    # d(sum y)/dx = (column sums of W_h) x (column sums of W_w), per channel.
+    w = torch.tensor(resize_matrix(8, 4, 0.5))
+    expected = torch.outer(w.sum(0), w.sum(0)).float().expand(1, 3, 8, 8)
+    assert torch.allclose(x.grad, expected, atol=1e-6)

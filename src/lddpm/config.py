@@ -373,6 +373,13 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             raise UserError(f"{key} must be an integer, got {value!r}")
         return int(value)
     if tp is float:
+        # YAML 1.1 reads '1e-4' (no dot) as a string: accept numeric strings for floats,
+        # else `--set train.lr=1e-4` is refused.
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise UserError(f"{key} must be a number, got {value!r}")
         return float(value)

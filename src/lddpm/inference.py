@@ -6,7 +6,8 @@
 
 Sizes that the network cannot take as they are (HR not a multiple of `size_multiple`) are
 reflect-padded on the LR side and cropped back. Large inputs are processed in overlapping
-tiles (`tile`, in LR pixels) blended with a linear ramp, so memory stays bounded.
+tiles (`tile`, in LR pixels; by default about twice the training crop) blended with a linear
+ramp, so memory and the quadratic cost of self-attention stay bounded.
 Each sample s of a call uses the generator seeded with `seed + s`: the same seed gives the
 same image, and sample s of a run does not depend on how many samples were asked for.
 """
@@ -99,19 +100,34 @@ class Upscaler:
         tile: int | None = None,
         progress=None,
     ) -> torch.Tensor:
-        """(B,3,h,w) [0,1] -> (num_samples,B,3,h*s,w*s) [0,1]."""
+        """(B,3,h,w) [0,1] -> (num_samples,B,3,h*s,w*s) [0,1].
+
+        tile: LR tile side; None = `auto_tile()`, 0 = the whole image at once.
+        """
         if lr.ndim != 4 or lr.shape[1] != 3:
             raise UserError(f"expected LR images (B,3,h,w), got {tuple(lr.shape)}")
         spec = self.spec(sampler, steps, eta)
+        # Fix (tests): `--reference` with a v1 checkpoint reached LDDPMNet.condition's
+        # ValueError (exit 1, traceback); it is bad user input, so a one-line UserError.
+        if references and self.net.encoder is None:
+            raise UserError("--reference needs a checkpoint with the LR encoder (preset part v2 or v3)")
         lr = lr.to(self.device, torch.float32) * 2 - 1
         refs = [r.to(self.device, torch.float32) * 2 - 1 for r in references or []]
         outs = []
+        tile = self.auto_tile() if tile is None else tile
         for s in range(num_samples):
             gen = torch.Generator(device="cpu").manual_seed(seed + s)
-            run = lambda x: self._sample_padded(x, spec, gen, refs, progress)
-            out = run(lr) if tile is None or max(lr.shape[-2:]) <= tile else _tiled(run, lr, tile, self.scale)
+            run = partial(self._sample_padded, spec=spec, gen=gen, refs=refs, progress=progress)
+            whole = tile == 0 or max(lr.shape[-2:]) <= tile
+            out = run(lr) if whole else _tiled(run, lr, tile, self.scale)
             outs.append(((out + 1) / 2).clamp(0, 1).cpu())
         return torch.stack(outs)
+
+    def auto_tile(self) -> int:
+        """Default LR tile side: four times the training crop's area (2x its side), at least
+        32 LR pixels. Self-attention is quadratic in the pixel count, so whole-image sampling
+        of a large photo costs far more than tiles of about the size the model was trained on."""
+        return max(32, 2 * self.cfg.data.crop // self.scale)
 
     def _sample_padded(self, lr, spec, gen, refs, progress) -> torch.Tensor:
         """Pads the LR so the HR is a multiple of the network's size multiple; crops back."""
@@ -143,8 +159,9 @@ def _pad_amount(n: int, scale: int, multiple: int) -> int:
     return p
 
 
-def _tiled(run, lr: torch.Tensor, tile: int, scale: int, overlap: int = 8) -> torch.Tensor:
+def _tiled(run, lr: torch.Tensor, tile: int, scale: int) -> torch.Tensor:
     """Runs `run` on overlapping LR tiles and blends the HR tiles with linear ramps."""
+    overlap = min(8, tile // 4)
     b, _, h, w = lr.shape
     out = torch.zeros(b, 3, h * scale, w * scale, device=lr.device)
     weight = torch.zeros(1, 1, h * scale, w * scale, device=lr.device)

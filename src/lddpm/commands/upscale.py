@@ -22,7 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-samples", type=int, default=1, help="samples per input (one-to-many)")
     parser.add_argument("--reference", action="append", default=[], metavar="IMG",
                         help="reference image whose tokens join the LR's in cross-attention (v2/v3)")
-    parser.add_argument("--tile", type=int, help="process large inputs in LR tiles of this size")
+    parser.add_argument("--tile", type=int,
+                        help="LR tile side for large inputs (default: about twice the training crop; 0 = whole image)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--raw-weights", action="store_true", help="use the online weights, not the EMA")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
@@ -66,8 +67,8 @@ def _check_args(args: argparse.Namespace) -> None:
         raise UserError(f"--num-samples must be >= 1, got {args.num_samples}")
     if not 0.0 <= args.eta <= 1.0:
         raise UserError(f"--eta must be in [0, 1], got {args.eta}")
-    if args.tile is not None and args.tile < 8:
-        raise UserError(f"--tile must be >= 8 LR pixels, got {args.tile}")
+    if args.tile is not None and args.tile != 0 and args.tile < 8:
+        raise UserError(f"--tile must be 0 (whole image) or >= 8 LR pixels, got {args.tile}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -93,6 +94,9 @@ def run(args: argparse.Namespace) -> int:
         try:
             lr = to_tensor(load_image(f))[None]
         except UserError as exc:
+            if len(files) == 1:  # the only input: its error is the command's one error line
+                bar.close()
+                raise
             tqdm.write(f"lddpm: error: {exc}", file=sys.stderr)
             failures += 1
             bar.update(1)

@@ -88,9 +88,16 @@ def resize_matrix(
 
 @functools.lru_cache(maxsize=256)
 def _matrix_tensor(
-    in_len: int, out_len: int, scale: float, kernel: str, antialias: bool
+    in_len: int, out_len: int, scale: float, kernel: str, antialias: bool, device: torch.device
 ) -> torch.Tensor:
-    return torch.tensor(resize_matrix(in_len, out_len, scale, kernel, antialias))
+    """The weights as a float64 tensor, cached per device (no host copy per call).
+
+    Made outside inference mode even when first asked for inside it (validation), so the
+    cached tensor can later take part in autograd (e.g. a loss on imresize(SR)).
+    """
+    with torch.inference_mode(False):
+        matrix = resize_matrix(in_len, out_len, scale, kernel, antialias)
+        return torch.tensor(matrix, device=device)
 
 
 def _pair(value: float | Sequence[float]) -> tuple[float, float]:
@@ -145,10 +152,9 @@ def imresize(
     """
     in_hw = (x.shape[-2], x.shape[-1])
     out_hw, (scale_h, scale_w) = _plan(in_hw, scale, size)
-    w_h = _matrix_tensor(in_hw[0], out_hw[0], scale_h, kernel, antialias)
-    w_w = _matrix_tensor(in_hw[1], out_hw[1], scale_w, kernel, antialias)
-    x64 = x.to(torch.float64)
-    y = torch.matmul(torch.matmul(w_h.to(x.device), x64), w_w.to(x.device).T)
+    w_h = _matrix_tensor(in_hw[0], out_hw[0], scale_h, kernel, antialias, x.device)
+    w_w = _matrix_tensor(in_hw[1], out_hw[1], scale_w, kernel, antialias, x.device)
+    y = torch.matmul(torch.matmul(w_h, x.to(torch.float64)), w_w.T)
     if x.dtype == torch.uint8:
         return y.round().clamp(0, 255).to(torch.uint8)
     return y.to(x.dtype)
@@ -161,9 +167,20 @@ def imresize_numpy(
     kernel: str = "cubic",
     antialias: bool = True,
 ) -> np.ndarray:
-    """`imresize` for numpy images laid out (H, W) or (H, W, C), as MATLAB holds them."""
-    tensor = torch.from_numpy(np.ascontiguousarray(x))
-    if x.ndim == 2:
-        return imresize(tensor, scale, size, kernel, antialias).numpy()
-    chw = tensor.permute(2, 0, 1)
-    return np.ascontiguousarray(imresize(chw, scale, size, kernel, antialias).permute(1, 2, 0))
+    """`imresize` for numpy images laid out (H, W) or (H, W, C), as MATLAB holds them.
+
+    The same weights as `imresize`, multiplied in numpy: the degradation pipeline works on
+    small numpy arrays, where numpy's matmul is far cheaper than a trip through torch.
+    """
+    out_hw, (scale_h, scale_w) = _plan((x.shape[0], x.shape[1]), scale, size)
+    w_h = resize_matrix(x.shape[0], out_hw[0], scale_h, kernel, antialias)
+    w_w = resize_matrix(x.shape[1], out_hw[1], scale_w, kernel, antialias)
+    planes = x.astype(np.float64)
+    if x.ndim == 3:
+        planes = planes.transpose(2, 0, 1)  # (C, H, W): matmul broadcasts over C
+    y = w_h @ planes @ w_w.T
+    if x.ndim == 3:
+        y = np.ascontiguousarray(y.transpose(1, 2, 0))
+    if x.dtype == np.uint8:
+        return np.clip(np.round(y), 0, 255).astype(np.uint8)
+    return y.astype(x.dtype, copy=False)

@@ -33,7 +33,7 @@ SAMPLERS = ("ddpm", "ddim", "lddpm")
 @dataclass
 class SamplerSpec:
     name: str = "ddim"
-    steps: int | None = None  # None: ddpm -> T, ddim -> 50, lddpm -> the trained K
+    steps: int | None = None  # None: ddpm -> T, ddim -> min(50, T), lddpm -> the trained K
     eta: float = 0.0
     clip: float | None = 1.0  # clamp x0-hat to [-clip, clip]; None = no clamp
     timestep_rule: str = "uniform"
@@ -86,7 +86,8 @@ def timesteps_for(sched: Schedule, spec: SamplerSpec) -> np.ndarray:
                 f"for {steps} steps use --sampler ddim"
             )
         return np.arange(sched.timesteps - 1, -1, -1)
-    steps = spec.steps or 50
+    # Fix (tests): a bare 50 crashed ddim (ValueError) on schedules shorter than 50 steps.
+    steps = spec.steps or min(50, sched.timesteps)
     return select_timesteps(sched.timesteps, steps, spec.timestep_rule)[::-1]
 
 

@@ -165,6 +165,11 @@ class MetricSuite:
     def set_metrics(self) -> dict[str, SetMetric]:
         return {k: m for k, m in self.metrics.items() if isinstance(m, SetMetric)}
 
+    def drop(self, name: str, reason: str) -> None:
+        """Marks a built metric unavailable after all (e.g. FID on a one-image set)."""
+        if self.metrics.pop(name, None) is not None:
+            self.unavailable[name] = reason
+
     def unavailable_lines(self) -> list[str]:
         """One line per unavailable metric, for stderr and the report."""
         return [f"{name} unavailable: {reason}" for name, reason in self.unavailable.items()]

@@ -34,7 +34,7 @@ from lddpm.weights import load_state_dict_file, load_strict
 WEIGHTS_FILE = "weights.pt"
 WEIGHT_COPIES = (
     ShippedCopy("DISTS_pytorch"),
-    ShippedCopy("<sys.prefix>"),
+    ShippedCopy(None),
     ShippedCopy("torchmetrics", "functional/image/dists_models"),
 )
 STAGE_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3")

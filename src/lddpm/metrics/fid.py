@@ -20,11 +20,16 @@ from lddpm.metrics.base import Pair, SetMetric, uint8_to_batch
 from lddpm.metrics.inception import FIDInceptionV3
 
 
-def feature_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(N, D) features -> mean (D,) and unbiased covariance (D, D), float64; needs N >= 2."""
+def _as_features(features: np.ndarray) -> np.ndarray:
     features = np.asarray(features, dtype=np.float64)
     if features.ndim != 2 or features.shape[0] < 2:
         raise ValueError(f"need at least 2 feature vectors (N, D), got {features.shape}")
+    return features
+
+
+def feature_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(N, D) features -> mean (D,) and unbiased covariance (D, D), float64; needs N >= 2."""
+    features = _as_features(features)
     return features.mean(axis=0), np.cov(features, rowvar=False)
 
 
@@ -55,8 +60,29 @@ def frechet_distance(
     return mean_term + trace_term - 2.0 * trace_sqrt_product(sigma1, sigma2)
 
 
+def _frechet_distance_low_rank(features1: np.ndarray, features2: np.ndarray) -> float:
+    """The same distance from the features themselves, for N < D (few images, 2048-d).
+
+    With A, B the centred feature matrices, S1 = A'A / (n1-1), S2 = B'B / (n2-1), and the
+    non-zero eigenvalues of S1 S2 are the squared singular values of C = A B' / sqrt((n1-1)
+    (n2-1)); so tr((S1 S2)^(1/2)) is C's nuclear norm: an n1 x n2 problem, not D x D.
+    """
+    a = features1 - features1.mean(axis=0)
+    b = features2 - features2.mean(axis=0)
+    n1, n2 = a.shape[0] - 1, b.shape[0] - 1
+    mean_term = float(np.sum((features1.mean(axis=0) - features2.mean(axis=0)) ** 2))
+    trace_term = float(np.sum(a * a) / n1 + np.sum(b * b) / n2)
+    cross = np.linalg.svd(a @ b.T / np.sqrt(n1 * n2), compute_uv=False).sum()
+    return mean_term + trace_term - 2.0 * float(cross)
+
+
 def fid_from_features(features1: np.ndarray, features2: np.ndarray) -> float:
-    """FID between two (N, D) feature sets."""
+    """FID between two (N, D) feature sets, float64 (exact either way; the cheaper route)."""
+    features1, features2 = _as_features(features1), _as_features(features2)
+    if features1.shape[1] != features2.shape[1]:
+        raise ValueError(f"feature sizes differ: {features1.shape} vs {features2.shape}")
+    if max(features1.shape[0], features2.shape[0]) < features1.shape[1]:
+        return _frechet_distance_low_rank(features1, features2)
     return frechet_distance(*feature_statistics(features1), *feature_statistics(features2))
 
 

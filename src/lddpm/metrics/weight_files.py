@@ -23,9 +23,13 @@ BACKBONE_OPTIONS = {"alexnet": "--alexnet-weights", "vgg16": "--vgg16-weights"}
 
 @dataclass(frozen=True)
 class ShippedCopy:
-    """A copy of a weight file inside an installed package: <package dir>/<folder>/<file>."""
+    """A copy of a weight file shipped by a package: <package dir>/<folder>/<file>.
 
-    package: str  # top-level import name, e.g. "lpips"
+    `package=None` means the environment's prefix (`sys.prefix`), where some wheels install
+    their data files (DISTS_pytorch 0.1 puts `weights.pt` there as well).
+    """
+
+    package: str | None  # top-level import name, e.g. "lpips"
     folder: str = ""  # relative to the package directory, e.g. "weights/v0.1"
 
 
@@ -44,7 +48,7 @@ def _candidates(filename: str, copies: Sequence[ShippedCopy]) -> list[tuple[str,
     """(description, path or None when the package is absent) for each shipped copy."""
     found: list[tuple[str, Path | None]] = []
     for copy in copies:
-        if copy.package == "<sys.prefix>":  # DISTS_pytorch 0.1 installs its file there
+        if copy.package is None:
             path = Path(sys.prefix) / copy.folder / filename
             found.append((str(path), path))
             continue

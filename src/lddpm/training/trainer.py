@@ -80,17 +80,25 @@ def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
         e.copy_(b)
 
 
+def cpu_has_fast_bf16() -> bool:
+    """AVX-512 BF16 or AMX: the CPUs where bf16 autocast pays off (elsewhere it is emulated)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
-    """None = fp32. 'auto' picks bf16 where the hardware has fast bf16 (measured here:
-    1.8x faster training on an AVX-512 BF16 CPU); see benchmarks/train_speed.py."""
+    """None = fp32. 'auto' picks bf16 where the hardware has fast bf16 (measured on an
+    AVX-512 BF16 CPU by benchmarks/speed.py: see docs/speed.md)."""
     if precision == "fp32":
         return None
     if precision == "bf16":
         return torch.bfloat16
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
-    has_bf16 = getattr(torch.backends.cpu, "get_cpu_capability", lambda: "")()
-    return torch.bfloat16 if "AVX512" in str(has_bf16).upper() else None
+    return torch.bfloat16 if cpu_has_fast_bf16() else None
 
 
 def build_model(cfg: Config) -> LDDPMNet:

@@ -1,0 +1,293 @@
+"""`lddpm evaluate`: measure a checkpoint on a dataset, or compare several side by side.
+
+One checkpoint: a Markdown table per image and its mean (PSNR-Y, SSIM-Y, LR-PSNR, seconds
+per image, and diversity with --num-samples > 1). With --compare: one table, a row per
+method (ENTRY = CHECKPOINT[:SAMPLER[:STEPS]], or `bicubic`, which is always added), the best
+of each column in bold. --report writes JSON, --csv writes CSV, both with per-image rows.
+Metrics whose pretrained weights are missing are reported as unavailable (one line each on
+stderr) and left out; the rest of the report is still written. Conventions: docs/metrics.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from lddpm.errors import UserError
+
+SAMPLERS = ("ddpm", "ddim", "lddpm")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = __doc__.split("\n\n", 1)[1].replace("\n", " ")
+    what = parser.add_argument_group("what to evaluate")
+    what.add_argument("--checkpoint", metavar="DIR", help="checkpoint directory or run directory")
+    what.add_argument(
+        "--compare",
+        nargs="+",
+        metavar="ENTRY",
+        help="CHECKPOINT[:SAMPLER[:STEPS]] entries (and/or `bicubic`) to compare",
+    )
+    what.add_argument(
+        "--sampler",
+        default="ddim",
+        choices=SAMPLERS,
+        help="sampler (default ddim; --compare entries may set their own)",
+    )
+    what.add_argument("--steps", type=int, help="sampling steps (default: the sampler's)")
+    what.add_argument("--eta", type=float, default=0.0, help="DDIM eta in [0, 1]")
+    what.add_argument("--seed", type=int, default=0, help="sampling seed (same for every image)")
+    what.add_argument(
+        "--num-samples", type=int, default=1, help="samples per image; > 1 adds diversity columns"
+    )
+    what.add_argument("--raw-weights", action="store_true", help="use the online weights, not EMA")
+    what.add_argument("--tile", type=int, help="LR tile side (default: about twice the training crop; 0 = whole image)")
+    what.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    data = parser.add_argument_group("data")
+    data.add_argument(
+        "--data",
+        required=True,
+        metavar="DIR",
+        help="HR folder, or a benchmark folder (Set5/HR + LR_bicubic/X4, GTmod12 + "
+        "LRbicx4, DIV2K_valid_HR + DIV2K_valid_LR_bicubic/X4)",
+    )
+    data.add_argument("--lr-data", metavar="DIR", help="LR folder paired with --data by name")
+    data.add_argument("--scale", type=int, help="upscaling factor (default: the checkpoint's)")
+    data.add_argument(
+        "--degradation",
+        default="bicubic",
+        choices=["bicubic", "bsrgan"],
+        help="how LR is made from an HR-only folder (default bicubic)",
+    )
+    data.add_argument("--data-seed", type=int, default=0, help="seed of the bsrgan degradation")
+    data.add_argument("--max-images", type=int, help="evaluate only the first N images")
+    metrics = parser.add_argument_group("metrics and weights")
+    metrics.add_argument(
+        "--metrics",
+        default="psnr,ssim,lr_psnr",
+        help="comma-separated: psnr,ssim,lr_psnr,lpips,dists,fid,is",
+    )
+    metrics.add_argument("--lpips-net", default="alex", choices=["alex", "vgg"])
+    metrics.add_argument(
+        "--lpips-weights", metavar="FILE", help="LPIPS linear layers (alex.pth/vgg.pth)"
+    )
+    metrics.add_argument("--alexnet-weights", metavar="FILE", help="alexnet-owt-7be5be79.pth")
+    metrics.add_argument("--vgg16-weights", metavar="FILE", help="vgg16-397923af.pth")
+    metrics.add_argument("--dists-weights", metavar="FILE", help="DISTS alpha/beta weights.pt")
+    metrics.add_argument(
+        "--inception-weights", metavar="FILE", help="pt_inception-2015-12-05-6726825d.pth (FID, IS)"
+    )
+    out = parser.add_argument_group("output")
+    out.add_argument("--report", metavar="FILE.json", help="write the JSON report here")
+    out.add_argument("--csv", metavar="FILE", help="write per-image rows as CSV here")
+    out.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    from lddpm.metrics import parse_metric_names
+
+    if (args.checkpoint is None) == (args.compare is None):
+        raise UserError("give either --checkpoint DIR or --compare ENTRY [ENTRY ...]")
+    if args.num_samples < 1:
+        raise UserError(f"--num-samples must be >= 1, got {args.num_samples}")
+    if args.scale is not None and args.scale < 1:
+        raise UserError(f"--scale must be >= 1, got {args.scale}")
+    if args.max_images is not None and args.max_images < 1:
+        raise UserError(f"--max-images must be >= 1, got {args.max_images}")
+    if not 0.0 <= args.eta <= 1.0:
+        raise UserError(f"--eta must be in [0, 1], got {args.eta}")
+    parse_metric_names(args.metrics)  # a typo fails before any checkpoint is loaded
+
+
+# ----------------------------------------------------------------------------------------------
+# Entries and methods
+# ----------------------------------------------------------------------------------------------
+def parse_entry(
+    entry: str, default_sampler: str, default_steps: int | None
+) -> tuple[str, str, int | None]:
+    """'runs/a:ddim:20' -> ('runs/a', 'ddim', 20); 'runs/a:ddpm' and 'runs/a' use the defaults.
+
+    Parsed from the right, so a path may itself contain ':'.
+    """
+    parts = entry.rsplit(":", 2)
+    if len(parts) == 3 and parts[1] in SAMPLERS:
+        if not parts[2].isdigit():
+            raise UserError(
+                f"--compare {entry}: STEPS must be a positive integer, not {parts[2]!r}"
+            )
+        return parts[0], parts[1], int(parts[2])
+    head, _, last = entry.rpartition(":")
+    if head and last in SAMPLERS:
+        return head, last, default_steps if last == default_sampler else None
+    return entry, default_sampler, default_steps
+
+
+class _Upscalers:
+    """Loads each checkpoint once, however many entries use it."""
+
+    def __init__(self, device: str, raw_weights: bool):
+        self.device, self.raw_weights = device, raw_weights
+        self._loaded: dict[str, Any] = {}
+
+    def get(self, path: str) -> Any:
+        from lddpm.inference import Upscaler
+
+        if path not in self._loaded:
+            self._loaded[path] = Upscaler.from_checkpoint(
+                path, device=self.device, use_ema=not self.raw_weights
+            )
+        return self._loaded[path]
+
+
+def _label(path: str, sampler: str, steps: int | None) -> str:
+    return f"{path}:{sampler}" + (f":{steps}" if steps is not None else "")
+
+
+def build_methods(args: argparse.Namespace, upscalers: _Upscalers) -> list[Any]:
+    """The methods in table order: bicubic first (with --compare), then the entries."""
+    from lddpm.evaluation import ModelMethod
+
+    entries = args.compare if args.compare is not None else [args.checkpoint]
+    methods: list[Any] = []
+    seen: set[str] = set()
+    for entry in entries:
+        if entry == "bicubic":
+            continue
+        path, sampler, steps = parse_entry(entry, args.sampler, args.steps)
+        label = _label(path, sampler, steps)
+        if label in seen:
+            continue
+        seen.add(label)
+        methods.append(
+            ModelMethod(upscalers.get(path), label, sampler, steps, path, args.eta, args.tile)
+        )
+    return methods
+
+
+def _scale(args: argparse.Namespace, methods: list[Any]) -> int:
+    """--scale, or the checkpoints' (which must all agree with it and with each other)."""
+    scales = {m.label: int(m.upscaler.scale) for m in methods}
+    wanted = args.scale if args.scale is not None else next(iter(scales.values()), None)
+    if wanted is None:
+        raise UserError("--scale is needed when only bicubic is compared")
+    for label, scale in scales.items():
+        if scale != wanted:
+            raise UserError(f"{label} was trained for x{scale}, but the evaluation is x{wanted}")
+    return wanted
+
+
+# ----------------------------------------------------------------------------------------------
+# Running
+# ----------------------------------------------------------------------------------------------
+def _suite(args: argparse.Namespace):
+    from lddpm.metrics import MetricSuite, MetricWeights
+
+    weights = MetricWeights(
+        inception=args.inception_weights,
+        lpips=args.lpips_weights,
+        lpips_net=args.lpips_net,
+        alexnet=args.alexnet_weights,
+        vgg16=args.vgg16_weights,
+        dists=args.dists_weights,
+    )
+    return MetricSuite(args.metrics.split(","), weights, args.device)
+
+
+def _dataset(args: argparse.Namespace, scale: int):
+    import torch
+
+    from lddpm.evaluation import open_dataset, resolve_layout
+
+    layout = resolve_layout(args.data, scale, args.lr_data)
+    dataset = open_dataset(layout, scale, args.degradation, args.data_seed)
+    count = len(dataset) if args.max_images is None else min(len(dataset), args.max_images)
+    items = torch.utils.data.Subset(dataset, range(count))
+    info = {
+        "data": args.data,
+        "lr_data": args.lr_data,
+        "layout": layout.kind,
+        "hr_dir": str(layout.hr_dir),
+        "lr_dir": str(layout.lr_dir) if layout.lr_dir else None,
+        "lr_made_by": None if layout.lr_dir else args.degradation,
+        "data_seed": None if layout.lr_dir else args.data_seed,
+        "scale": scale,
+        "images": count,
+    }
+    return items, info
+
+
+def _progress(label: str, disabled: bool):
+    from tqdm import tqdm
+
+    def wrap(iterable):
+        return tqdm(
+            iterable,
+            desc=label,
+            unit="img",
+            dynamic_ncols=True,
+            leave=False,
+            disable=disabled,
+            file=sys.stderr,
+        )
+
+    return wrap
+
+
+def run(args: argparse.Namespace) -> int:
+    from lddpm.evaluation import (
+        NFE,
+        BicubicMethod,
+        compare_table,
+        evaluate_method,
+        per_image_table,
+        report_columns,
+        report_dict,
+        write_csv,
+        write_json,
+    )
+
+    _check_args(args)
+    methods = build_methods(args, _Upscalers(args.device, args.raw_weights))
+    scale = _scale(args, methods)
+    if args.compare is not None:
+        methods.insert(0, BicubicMethod(scale))
+    dataset, dataset_info = _dataset(args, scale)
+    suite = _suite(args)
+    if len(dataset) < 2:
+        suite.drop("fid", f"FID needs at least 2 images; the evaluation set has {len(dataset)}")
+    for line in suite.unavailable_lines():
+        print(f"lddpm: {line}", file=sys.stderr)
+
+    results = [
+        evaluate_method(
+            m,
+            dataset,
+            suite,
+            scale,
+            args.seed,
+            args.num_samples,
+            _progress(m.label, args.no_progress),
+        )
+        for m in methods
+    ]
+    columns = report_columns(suite, args.num_samples)
+    if args.compare is not None:
+        print(
+            f"x{scale}, {dataset_info['images']} images from {args.data} ({dataset_info['layout']})\n"
+        )
+        print(compare_table(results, columns))
+    else:
+        result = results[0]
+        print(
+            f"{result.label}, x{scale}, {dataset_info['images']} images from {args.data} "
+            f"({dataset_info['layout']}), {result.means[NFE]:.0f} model evaluations per image\n"
+        )
+        print(per_image_table(result, columns))
+    if args.report:
+        write_json(args.report, report_dict(results, dataset_info, suite))
+        print(f"wrote {args.report}", file=sys.stderr)
+    if args.csv:
+        write_csv(args.csv, results, columns)
+        print(f"wrote {args.csv}", file=sys.stderr)
+    return 0

@@ -1,0 +1,255 @@
+"""`lddpm evaluate`: benchmark layouts, the evaluation loop, tables, JSON/CSV, --compare."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from lddpm.cli import main
+from lddpm.commands.evaluate import parse_entry
+from lddpm.errors import UserError
+from lddpm.evaluation import (
+    NFE,
+    SECONDS,
+    BicubicMethod,
+    Column,
+    MethodResult,
+    ModelMethod,
+    compare_table,
+    evaluate_method,
+    open_dataset,
+    resolve_layout,
+)
+from lddpm.metrics import MetricSuite
+
+
+def _png(path: Path, height: int, width: int, seed: int = 0) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def _benchmark_tree(root: Path) -> None:
+    """Set5-, GTmod12- and DIV2K-style sets, HR 24x32 (x4 LR 6x8, x2 LR 12x16)."""
+    for name in ("baby", "bird"):
+        _png(root / "Set5" / "HR" / f"{name}.png", 24, 32)
+        _png(root / "Set5" / "LR_bicubic" / "X4" / f"{name}x4.png", 6, 8)
+        _png(root / "Set5" / "LR_bicubic" / "X2" / f"{name}x2.png", 12, 16)
+        _png(root / "Set14" / "GTmod12" / f"{name}.png", 24, 32)
+        _png(root / "Set14" / "LRbicx4" / f"{name}.png", 6, 8)
+    for name in ("0801", "0802"):
+        _png(root / "DIV2K" / "DIV2K_valid_HR" / f"{name}.png", 24, 32)
+        _png(root / "DIV2K" / "DIV2K_valid_LR_bicubic" / "X4" / f"{name}x4.png", 6, 8)
+        _png(root / "degraded" / "HR" / f"{name}.png", 24, 32)  # `lddpm degrade --save-hr`
+        _png(root / "degraded" / "LR" / f"{name}.png", 6, 8)
+
+
+# ----------------------------------------------------------------------------------------------
+# Layouts
+# ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "data, kind, hr, lr",
+    [
+        ("Set5", "set-hr-lr_bicubic", "Set5/HR", "Set5/LR_bicubic/X4"),
+        ("Set5/HR", "set-hr-lr_bicubic", "Set5/HR", "Set5/LR_bicubic/X4"),
+        ("Set14", "gtmod12", "Set14/GTmod12", "Set14/LRbicx4"),
+        ("Set14/GTmod12", "gtmod12", "Set14/GTmod12", "Set14/LRbicx4"),
+        ("DIV2K", "div2k", "DIV2K/DIV2K_valid_HR", "DIV2K/DIV2K_valid_LR_bicubic/X4"),
+        ("DIV2K/DIV2K_valid_HR", "div2k", "DIV2K/DIV2K_valid_HR",
+         "DIV2K/DIV2K_valid_LR_bicubic/X4"),
+        ("degraded", "hr-lr", "degraded/HR", "degraded/LR"),
+        ("Set5/LR_bicubic/X2", "hr-folder", "Set5/LR_bicubic/X2", None),
+    ],
+)  # fmt: skip
+def test_benchmark_layouts_are_found(tmp_path, data, kind, hr, lr):
+    _benchmark_tree(tmp_path)
+    layout = resolve_layout(tmp_path / data, scale=4)
+    assert layout.kind == kind
+    assert layout.hr_dir == tmp_path / hr
+    assert layout.lr_dir == (tmp_path / lr if lr else None)
+
+
+def test_scale_picks_the_lr_subfolder(tmp_path):
+    _benchmark_tree(tmp_path)
+    assert resolve_layout(tmp_path / "Set5", 2).lr_dir == tmp_path / "Set5/LR_bicubic/X2"
+    with pytest.raises(UserError, match="no x3 LR folder .*found: X2, X4"):
+        resolve_layout(tmp_path / "Set5", 3)
+
+
+def test_benchmark_pairs_match_by_name_with_the_x_suffix(tmp_path):
+    _benchmark_tree(tmp_path)
+    for data in ("Set5", "Set14", "DIV2K", "degraded"):
+        dataset = open_dataset(resolve_layout(tmp_path / data, 4), 4)
+        assert len(dataset) == 2
+        item = dataset[0]
+        assert item["name"] in ("baby", "0801")
+        assert item["lr"].shape == (3, 6, 8) and item["hr"].shape == (3, 24, 32)
+
+
+def test_hr_folder_gets_lr_from_the_degradation(tmp_path):
+    _png(tmp_path / "photos" / "a.png", 26, 33)  # not a multiple of 4: cropped to 24x32
+    dataset = open_dataset(resolve_layout(tmp_path / "photos", 4), 4)
+    item = dataset[0]
+    assert item["hr"].shape == (3, 24, 32) and item["lr"].shape == (3, 6, 8)
+
+
+def test_size_mismatch_names_the_file(tmp_path):
+    _benchmark_tree(tmp_path)
+    bad = _png(tmp_path / "Set5" / "LR_bicubic" / "X4" / "birdx4.png", 7, 8)
+    with pytest.raises(UserError, match=str(bad)):
+        open_dataset(resolve_layout(tmp_path / "Set5", 4), 4)
+
+
+def test_missing_data_folder_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="--data folder not found"):
+        resolve_layout(tmp_path / "nowhere", 4)
+
+
+# ----------------------------------------------------------------------------------------------
+# Entries, loop and tables (with a fake upscaler)
+# ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "entry, expected",
+    [
+        ("runs/a:ddim:20", ("runs/a", "ddim", 20)),
+        ("runs/a:ddpm", ("runs/a", "ddpm", None)),
+        ("runs/a", ("runs/a", "ddim", 7)),
+        ("C:/runs/a:lddpm:4", ("C:/runs/a", "lddpm", 4)),
+    ],
+)
+def test_parse_entry(entry, expected):
+    assert parse_entry(entry, "ddim", 7) == expected
+
+
+def test_bad_steps_in_an_entry_is_a_user_error():
+    with pytest.raises(UserError, match="STEPS"):
+        parse_entry("runs/a:ddim:many", "ddim", None)
+
+
+class FakeUpscaler:
+    """The Upscaler interface; returns bicubic plus seed-dependent noise per sample."""
+
+    def __init__(self, scale: int, nfe_per_step: int = 1):
+        self.scale, self.nfe_per_step = scale, nfe_per_step
+
+    def model_evaluations(self, sampler: str, steps: int | None) -> int:
+        return self.nfe_per_step * (steps or 10)
+
+    def upscale(self, lr, sampler="ddim", steps=None, seed=0, num_samples=1):
+        base = BicubicMethod(self.scale).upscale(lr, seed, 1)[0]
+        noise = [torch.randn(base.shape, generator=torch.Generator().manual_seed(seed + s))
+                 for s in range(num_samples)]  # fmt: skip
+        return torch.stack([(base + 0.02 * n).clamp(0, 1) for n in noise])
+
+
+def _photos(tmp_path: Path) -> Path:
+    for i in range(2):
+        _png(tmp_path / "photos" / f"p{i}.png", 32, 32, seed=i)
+    return tmp_path / "photos"
+
+
+def test_loop_rows_means_and_diversity(tmp_path):
+    dataset = open_dataset(resolve_layout(_photos(tmp_path), 4), 4)
+    suite = MetricSuite(["psnr", "ssim", "lr_psnr"])
+    method = ModelMethod(FakeUpscaler(4), "fake", "ddim", 5, "fake")
+    result = evaluate_method(method, dataset, suite, 4, seed=0, num_samples=3)
+    assert [r["image"] for r in result.rows] == ["p0", "p1"]
+    assert result.means[NFE] == 15.0  # 5 steps x 3 samples
+    for column in ("PSNR-Y", "SSIM-Y", "LR-PSNR", SECONDS, "diversity"):
+        expected = np.mean([r[column] for r in result.rows])
+        assert result.means[column] == pytest.approx(expected)
+    assert 2.0 < result.means["diversity"] < 8.0  # std of 0.02 noise ~ 5 in 8-bit units
+    bicubic = evaluate_method(BicubicMethod(4), dataset, suite, 4)
+    assert bicubic.means["PSNR-Y"] > result.means["PSNR-Y"]  # the noise costs PSNR
+    assert bicubic.means[NFE] == 0.0
+
+
+def _result(label: str, kind: str, **means: float) -> MethodResult:
+    return MethodResult(label, {"kind": kind}, [], dict(means))
+
+
+def test_compare_table_bolds_the_best_of_each_column():
+    columns = [Column("PSNR-Y", True, 2), Column("LPIPS", False, 4), Column(SECONDS, False, 3),
+               Column(NFE, False, 0)]  # fmt: skip
+    results = [
+        _result("bicubic", "bicubic", **{"PSNR-Y": 25.0, "LPIPS": 0.5, SECONDS: 0.001, NFE: 0}),
+        _result("a", "model", **{"PSNR-Y": 27.0, "LPIPS": 0.3, SECONDS: 2.0, NFE: 4}),
+        _result("b", "model", **{"PSNR-Y": 26.0, "LPIPS": 0.2, SECONDS: 9.0, NFE: 50}),
+    ]
+    lines = compare_table(results, columns).splitlines()
+    assert lines[0] == "| method | PSNR-Y | LPIPS | sec/img | NFE/img |"
+    assert lines[2] == "| bicubic | 25.00 | 0.5000 | 0.001 | 0 |"  # baseline never wins cost
+    assert lines[3] == "| a | **27.00** | 0.3000 | **2.000** | **4** |"
+    assert lines[4] == "| b | 26.00 | **0.2000** | 9.000 | 50 |"
+
+
+# ----------------------------------------------------------------------------------------------
+# The command, end to end with real tiny checkpoints (conftest: x2 `tiny` run)
+# ----------------------------------------------------------------------------------------------
+def _table_rows(out: str) -> list[list[str]]:
+    rows = [line for line in out.splitlines() if line.startswith("| ")]
+    return [[c.strip() for c in row.strip("|").split("|")] for row in rows[2:]]  # no header, rule
+
+
+@pytest.fixture
+def small_photos(tmp_path) -> Path:
+    """Two 24x24 photos: cheap to sample with the x2 tiny model."""
+    for i in range(2):
+        _png(tmp_path / "small" / f"img{i}.png", 24, 24, seed=i)
+    return tmp_path / "small"
+
+
+def test_compare_puts_two_entries_and_bicubic_in_one_table(
+    tiny_run, small_photos, tmp_path, capsys
+):
+    report, table = tmp_path / "r.json", tmp_path / "r.csv"
+    entries = [f"{tiny_run}:ddim:1", f"{tiny_run}:ddim:2"]
+    code = main(["evaluate", "--compare", *entries, "bicubic", "--data", str(small_photos),
+                 "--scale", "2", "--report", str(report),
+                 "--csv", str(table), "--no-progress"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0
+    rows = _table_rows(out)
+    assert [r[0] for r in rows] == ["bicubic", *entries]
+    assert [r[-1].strip("*") for r in rows] == ["0", "1", "2"]  # NFE/img
+    saved = json.loads(report.read_text())
+    assert [m["name"] for m in saved["methods"]] == ["bicubic", *entries]
+    assert [m["steps"] for m in saved["methods"][1:]] == [1, 2]
+    assert all(len(m["images"]) == 2 for m in saved["methods"])
+    assert saved["dataset"]["layout"] == "hr-folder" and saved["dataset"]["scale"] == 2
+    with table.open() as handle:
+        lines = list(csv.DictReader(handle))
+    assert len(lines) == 3 * (2 + 1)  # per method: 2 images + the mean row
+    assert {line["image"] for line in lines} == {"img0", "img1", "mean"}
+    assert all(line[SECONDS] for line in lines) and all(line[NFE] for line in lines)
+
+
+def test_single_checkpoint_table_per_image_and_mean(tiny_run, small_photos, capsys):
+    code = main(["evaluate", "--checkpoint", str(tiny_run), "--data", str(small_photos),
+                 "--steps", "1", "--num-samples", "2", "--max-images", "2",
+                 "--no-progress"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0
+    header = next(line for line in out.splitlines() if line.startswith("| image"))
+    assert header == "| image | PSNR-Y | SSIM-Y | LR-PSNR | sec/img | diversity |"
+    assert [r[0] for r in _table_rows(out)] == ["img0", "img1", "**mean**"]
+    assert "2 model evaluations per image" in out  # 1 step x 2 samples
+
+
+def test_scale_disagreeing_with_the_checkpoint_is_refused(tiny_run, image_dir, capsys):
+    code = main(["evaluate", "--checkpoint", str(tiny_run), "--data", str(image_dir),
+                 "--scale", "4"])  # fmt: skip
+    assert code == 2
+    assert "trained for x2" in capsys.readouterr().err
+
+
+def test_checkpoint_or_compare_is_required(image_dir, capsys):
+    assert main(["evaluate", "--data", str(image_dir), "--scale", "2"]) == 2
+    assert "--checkpoint DIR or --compare" in capsys.readouterr().err

@@ -1,0 +1,385 @@
+"""Networks (UNet, LDDPMNet v1/v2/v3), the CVAE's KL, the Upscaler entry point and checkpoints.
+
+A fresh network outputs exactly zero (its last conv and the residual branches are
+zero-initialised, as in DDPM), which would make most comparisons vacuous; `_randomise`
+fills those zero-initialised weights (never the 1e-6 gates) so outputs depend on inputs.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lddpm.config import build_preset
+from lddpm.errors import UserError
+from lddpm.inference import Upscaler
+from lddpm.models.cvae import kl_standard_normal
+from lddpm.models.encoder import AdaptiveCrossAttention
+from lddpm.models.lddpm import LDDPMNet, count_parameters
+from lddpm.models.unet import UNet
+from lddpm.training.checkpoint import save_checkpoint
+
+
+def _config(preset: str, scale: int = 2, timesteps: int = 50):
+    cfg = build_preset(preset)
+    cfg.data.scale = scale
+    cfg.diffusion.timesteps = timesteps
+    return cfg
+
+
+def _net(preset: str, scale: int = 2, seed: int = 0) -> LDDPMNet:
+    torch.manual_seed(seed)
+    return LDDPMNet(_config(preset, scale).model, scale)
+
+
+def _randomise(net: torch.nn.Module, seed: int, std: float = 0.1) -> torch.nn.Module:
+    """Gives every zero-initialised weight (except the gates) random values."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            if not name.endswith("gate") and torch.count_nonzero(p) == 0:
+                p.copy_(std * torch.randn(p.shape, generator=g))
+    return net
+
+
+def _set_gates(net: torch.nn.Module, value: float, prefix: str = "") -> None:
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            if name.endswith("gate") and name.startswith(prefix):
+                p.fill_(value)
+
+
+def _rand(*shape: int, seed: int) -> torch.Tensor:
+    return torch.rand(shape, generator=torch.Generator().manual_seed(seed))
+
+
+def _randn(*shape: int, seed: int) -> torch.Tensor:
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+
+
+def _prior_noise(net: LDDPMNet, x: torch.Tensor, seed: int = 0):
+    shape = net.latent_shape(tuple(x.shape))
+    return None if shape is None else _randn(*shape, seed=seed)
+
+
+# ---------------------------------------------------------------------------------- shapes
+@pytest.mark.parametrize("preset, hw", [("tiny", (16, 24)), ("tiny", (32, 8)), ("small", (8, 12))])
+def test_unet_output_and_encoder_shapes(preset, hw):
+    cfg = build_preset(preset).model.unet
+    torch.manual_seed(0)
+    unet = UNet(cfg)
+    m = unet.downsampling
+    h, w = hw[0] * m // 2, hw[1] * m // 2  # a non-square multiple of the downsampling
+    x, up = _randn(2, 3, h, w, seed=0), _randn(2, 3, h, w, seed=1)
+    f_x, skips, emb = unet.encode(x, torch.tensor([0, 49]), up)
+    assert f_x.shape == (2, unet.mid_channels, h // m, w // m)
+    assert emb.shape == (2, 4 * cfg.inner_channels)
+    assert unet.decode(f_x, skips, emb).shape == (2, 3, h, w)
+    assert unet(x, torch.tensor([0, 49]), up).shape == (2, 3, h, w)
+
+
+def _lr_size(scale: int, multiple: int, aspect: tuple[int, int]) -> tuple[int, int]:
+    """Smallest non-square LR size whose HR (LR * scale) is a multiple of `multiple`."""
+    unit = multiple // math.gcd(multiple, scale)
+    return unit * aspect[0], unit * aspect[1]
+
+
+@pytest.mark.parametrize("preset", ["tiny+v1", "tiny+v2", "tiny+v3", "tiny+v3+glow"])
+@pytest.mark.parametrize("scale", [2, 3, 4, 8])
+def test_lddpm_net_shapes(preset, scale):
+    net = _net(preset, scale)
+    aspect = (1, 2) if net.size_multiple > 2 or scale == 8 else (2, 3)
+    h, w = _lr_size(scale, net.size_multiple, aspect)
+    assert h != w and (h * scale) % net.size_multiple == 0
+    lr = _rand(2, 3, h, w, seed=0) * 2 - 1
+    cond = net.condition(lr)
+    assert cond.up.shape == (2, 3, h * scale, w * scale)
+    x_t = _randn(2, 3, h * scale, w * scale, seed=1)
+    t = torch.tensor([0, 49])
+    with torch.no_grad():
+        eps = net(x_t, t, cond, _prior_noise(net, x_t))
+        eps_train, kl = net.forward_train(
+            x_t, t, cond, x_t.clamp(-1, 1), torch.Generator().manual_seed(0)
+        )
+    assert eps.shape == eps_train.shape == x_t.shape
+    assert kl.shape == (2,)
+    if net.cvae is not None:
+        f = net.unet.downsampling
+        assert net.latent_shape(tuple(x_t.shape)) == (
+            2,
+            net.cvae.latent_channels,
+            h * scale // f,
+            w * scale // f,
+        )
+
+
+def test_cvae_net_needs_prior_noise():
+    net = _net("tiny+v3")
+    lr = _rand(1, 3, 8, 8, seed=0)
+    with pytest.raises(ValueError, match="prior_noise"):
+        net(_randn(1, 3, 16, 16, seed=1), torch.tensor([3]), net.condition(lr))
+
+
+# ---------------------------------------------------------------------------------- parts
+def _prefixes(net: torch.nn.Module) -> set[str]:
+    names = [n for n, _ in net.named_parameters()]
+    return {
+        p
+        for p in ("encoder.", "unet.cross.", "cvae.posterior.", "cvae.fusion.", "prior.")
+        if any(n.startswith(p) for n in names)
+    }
+
+
+def test_switching_a_part_off_removes_its_modules():
+    v1, v2, v3, glow = (_net(p) for p in ("tiny+v1", "tiny+v2", "tiny+v3", "tiny+v3+glow"))
+    assert _prefixes(v1) == set()
+    assert v1.encoder is None and v1.cvae is None and v1.prior is None and len(v1.unet.cross) == 0
+    assert _prefixes(v2) == {"encoder.", "unet.cross."}
+    assert v2.cvae is None and v2.prior is None
+    assert _prefixes(v3) == {"encoder.", "unet.cross.", "cvae.posterior.", "cvae.fusion."}
+    assert v3.prior is None
+    assert "prior." in _prefixes(glow)
+    # the parameter counts differ by exactly the added modules: nothing is merely zeroed
+    n1, n2, n3 = (count_parameters(n) for n in (v1, v2, v3))
+    assert n2 - n1 == count_parameters(v2.encoder) + count_parameters(v2.unet.cross)
+    assert n3 - n2 == count_parameters(v3.cvae)
+    assert set(v2.unet.cross) == set(_config("tiny+v2").model.encoder.sites)
+
+
+@pytest.mark.parametrize("preset", ["tiny+v2", "tiny+v3"])
+def test_fresh_gates_make_v2_v3_match_same_seed_v1(preset):
+    v1 = _randomise(_net("tiny+v1", seed=0), seed=1)
+    other = _net(preset, seed=0)
+    result = other.load_state_dict(v1.state_dict(), strict=False)
+    assert not result.unexpected_keys
+    assert all(k.startswith(("encoder.", "unet.cross.", "cvae.")) for k in result.missing_keys)
+    lr = _rand(2, 3, 8, 12, seed=2) * 2 - 1
+    x_t, t = _randn(2, 3, 16, 24, seed=3), torch.tensor([5, 30])
+    with torch.no_grad():
+        ref = v1(x_t, t, v1.condition(lr))
+        noise = _prior_noise(other, x_t, seed=4)
+        out = other(x_t, t, other.condition(lr), noise)
+        assert ref.abs().mean() > 0.1  # the comparison is not between zeros
+        assert (out - ref).abs().max() < 1e-3
+        _set_gates(other, 1.0)  # the same comparison with open gates does fail
+        assert (other(x_t, t, other.condition(lr), noise) - ref).abs().max() > 1e-2
+
+
+def test_gates_start_at_1e_minus_6():
+    net = _net("tiny+v3")
+    gates = {n: p for n, p in net.named_parameters() if n.endswith("gate")}
+    assert {n.split(".")[0] for n in gates} == {"unet", "cvae"}
+    for p in gates.values():
+        assert torch.all(p == 1e-6)
+
+
+def test_prior_noise_changes_the_output_of_a_cvae_net():
+    net = _randomise(_net("tiny+v3"), seed=1)
+    _set_gates(net, 1.0, "cvae.")
+    lr = _rand(1, 3, 8, 8, seed=0) * 2 - 1
+    x_t, t = _randn(1, 3, 16, 16, seed=1), torch.tensor([20])
+    cond = net.condition(lr)
+    with torch.no_grad():
+        a = net(x_t, t, cond, _prior_noise(net, x_t, seed=2))
+        b = net(x_t, t, cond, _prior_noise(net, x_t, seed=2))
+        c = net(x_t, t, cond, _prior_noise(net, x_t, seed=3))
+    assert torch.equal(a, b)
+    assert (a - c).abs().max() > 1e-3
+
+
+# ---------------------------------------------------------------------------------- KL
+def test_kl_closed_form_matches_monte_carlo():
+    g = torch.Generator().manual_seed(0)
+    mu = torch.randn(2, 2, 2, 2, generator=g, dtype=torch.float64)
+    logvar = 0.8 * torch.randn(2, 2, 2, 2, generator=g, dtype=torch.float64)
+    closed = kl_standard_normal(mu, logvar)
+    assert closed.shape == (2,)
+    n = 100_000
+    std = torch.exp(0.5 * logvar)
+    z = mu + std * torch.randn((n, *mu.shape), generator=g, dtype=torch.float64)
+    log_q = -0.5 * (((z - mu) / std) ** 2 + logvar + math.log(2 * math.pi))
+    log_p = -0.5 * (z**2 + math.log(2 * math.pi))
+    per_draw = (log_q - log_p).flatten(2).sum(dim=2)  # (n, B)
+    estimate, stderr = per_draw.mean(0), per_draw.std(0) / math.sqrt(n)
+    assert torch.all((estimate - closed).abs() < 5 * stderr), (estimate, closed, stderr)
+
+
+def test_kl_is_zero_only_at_the_standard_normal():
+    zeros = torch.zeros(3, 4, 2, 2)
+    assert torch.equal(kl_standard_normal(zeros, zeros), torch.zeros(3))
+    assert torch.all(kl_standard_normal(zeros + 0.1, zeros) > 0)
+    assert torch.all(kl_standard_normal(zeros, zeros - 0.1) > 0)
+
+
+def test_fresh_posterior_is_the_standard_normal():
+    """The posterior head is zero-initialised: the KL term starts at exactly 0."""
+    net = _net("tiny+v3")
+    lr, hr = _rand(2, 3, 8, 8, seed=0) * 2 - 1, _rand(2, 3, 16, 16, seed=1) * 2 - 1
+    with torch.no_grad():
+        _, kl = net.forward_train(
+            hr, torch.tensor([1, 2]), net.condition(lr), hr, torch.Generator()
+        )
+    assert torch.equal(kl, torch.zeros(2))
+
+
+# ---------------------------------------------------------------------------------- Upscaler
+def _upscaler(preset: str, scale: int = 2, seed: int = 1) -> Upscaler:
+    cfg = _config(preset, scale)
+    torch.manual_seed(0)
+    return Upscaler(_randomise(LDDPMNet(cfg.model, scale), seed), cfg)
+
+
+@pytest.mark.parametrize("preset, sampler", [("tiny+v3", "ddim"), ("tiny+v3+glow+gan", "lddpm")])
+def test_posterior_encoder_runs_in_training_only(preset, sampler, monkeypatch):
+    up = _upscaler(preset)
+    calls = []
+    original = up.net.cvae.posterior.forward
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(up.net.cvae.posterior, "forward", counting)
+    steps = 3 if sampler == "ddim" else None
+    up.upscale(_rand(1, 3, 8, 8, seed=0), sampler=sampler, steps=steps, num_samples=2)
+    assert calls == []
+    net = up.net
+    hr = _rand(1, 3, 16, 16, seed=1) * 2 - 1
+    with torch.no_grad():
+        net.forward_train(
+            hr, torch.tensor([3]), net.condition(hr[..., ::2, ::2]), hr, torch.Generator()
+        )
+    assert calls == [1]
+
+
+@pytest.mark.parametrize(
+    "preset, sampler, eta",
+    [("tiny+v3", "ddim", 0.0), ("tiny+v1", "ddim", 0.0), ("tiny+v1", "ddim", 1.0)],
+)
+def test_same_seed_same_output_different_seed_different(preset, sampler, eta):
+    up = _upscaler(preset)
+    lr = _rand(1, 3, 8, 12, seed=0)
+    run = lambda seed: up.upscale(lr, sampler=sampler, steps=3, seed=seed, eta=eta)
+    a = run(0)
+    assert a.shape == (1, 1, 3, 16, 24) and a.min() >= 0 and a.max() <= 1
+    assert torch.equal(a, run(0))
+    assert (a - run(1)).abs().max() > 1e-3
+
+
+def test_sample_index_uses_seed_plus_index():
+    up = _upscaler("tiny+v3")
+    lr = _rand(1, 3, 8, 8, seed=0)
+    both = up.upscale(lr, steps=3, seed=5, num_samples=2)
+    assert both.shape == (2, 1, 3, 16, 16)
+    assert torch.equal(both[1], up.upscale(lr, steps=3, seed=6)[0])
+    assert (both[0] - both[1]).abs().max() > 1e-3
+
+
+def test_cross_attention_with_two_references_changes_the_output():
+    up = _upscaler("tiny+v2")
+    _set_gates(up.net, 1.0, "unet.cross.")
+    lr = _rand(1, 3, 8, 8, seed=0)
+    ref_a, ref_b = _rand(1, 3, 6, 10, seed=1), _rand(1, 3, 12, 12, seed=2)
+    cond = up.net.condition(lr * 2 - 1, [ref_a * 2 - 1, ref_b * 2 - 1])
+    assert cond.tokens.shape[1] == 8 * 8 + 6 * 10 + 12 * 12  # LR tokens, then each reference's
+    plain = up.upscale(lr, steps=3, seed=0)
+    one = up.upscale(lr, steps=3, seed=0, references=[ref_a])
+    two = up.upscale(lr, steps=3, seed=0, references=[ref_a, ref_b])
+    assert two.shape == plain.shape
+    assert (two - plain).abs().max() > 1e-3
+    assert (two - one).abs().max() > 1e-3
+
+
+def test_references_without_an_lr_encoder_are_a_user_error():
+    up = _upscaler("tiny+v1")
+    with pytest.raises(UserError, match="reference"):
+        up.upscale(_rand(1, 3, 8, 8, seed=0), steps=2, references=[_rand(1, 3, 8, 8, seed=1)])
+
+
+@pytest.mark.parametrize("preset, scale", [("tiny+v1", 3), ("tiny+v3+glow", 2)])
+def test_upscaler_pads_and_crops_back_sizes_the_net_cannot_take(preset, scale):
+    up = _upscaler(preset, scale)
+    h, w = 5, 7
+    lr = _rand(1, 3, h, w, seed=0)
+    out = up.upscale(lr, steps=2, seed=3)
+    assert out.shape == (1, 1, 3, h * scale, w * scale)
+    # the same as upscaling the reflect-padded LR and cropping the top-left corner
+    m = up.net.size_multiple
+    pad_h = next(p for p in range(m) if ((h + p) * scale) % m == 0)  # the least padding
+    pad_w = next(p for p in range(m) if ((w + p) * scale) % m == 0)
+    assert pad_h or pad_w
+    padded = F.pad(lr, (0, pad_w, 0, pad_h), mode="reflect")
+    ref = up.upscale(padded, steps=2, seed=3)[..., : h * scale, : w * scale]
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-5)
+
+
+def test_tiling_returns_the_full_size():
+    up = _upscaler("tiny+v1")
+    lr = _rand(1, 3, 20, 26, seed=0)
+    out = up.upscale(lr, steps=2, seed=0, tile=16)
+    assert out.shape == (1, 1, 3, 40, 52)
+    assert torch.isfinite(out).all() and out.min() >= 0 and out.max() <= 1
+    # a tile at least as large as the image means no tiling at all
+    assert torch.equal(up.upscale(lr, steps=2, seed=0, tile=26), up.upscale(lr, steps=2, seed=0))
+
+
+# ---------------------------------------------------------------------------------- checkpoints
+def _save(tmp_path, preset: str, name: str, strip_posterior: bool = False):
+    cfg = _config(preset)
+    net = _randomise(_net(preset), seed=7)
+    if strip_posterior:
+        del net.cvae.posterior  # an inference export: the posterior is training-only
+    return save_checkpoint(tmp_path / name, 1, cfg, net, net, {"step": 1}), net
+
+
+def test_v1_checkpoint_loaded_as_v3_names_the_missing_parts(tmp_path):
+    path, _ = _save(tmp_path, "tiny+v1", "v1")
+    with pytest.raises(UserError) as info:
+        Upscaler.from_checkpoint(path, config=_config("tiny+v3"))
+    msg = str(info.value)
+    assert "lacks" in msg and "LR encoder" in msg and "CVAE" in msg and "cross-attention" in msg
+    assert "\n" not in msg
+
+
+def test_v3_checkpoint_loaded_as_v1_names_the_unexpected_parts(tmp_path):
+    path, saved = _save(tmp_path, "tiny+v3", "v3")
+    with pytest.raises(UserError) as info:
+        Upscaler.from_checkpoint(tmp_path / "v3", config=_config("tiny+v1"))
+    msg = str(info.value)
+    assert "has parts the model does not" in msg and "LR encoder" in msg and "CVAE" in msg
+    assert "lacks" not in msg
+    # loading it as what it is works and gives back the saved weights
+    up = Upscaler.from_checkpoint(path)
+    assert up.cfg.model.cvae.enabled
+    assert torch.equal(up.net.cvae.posterior.head.weight, saved.cvae.posterior.head.weight)
+
+
+def test_inference_checkpoint_without_posterior_loads(tmp_path):
+    path, saved = _save(tmp_path, "tiny+v3", "export", strip_posterior=True)
+    up = Upscaler.from_checkpoint(path, config=_config("tiny+v3"))
+    for name, value in saved.state_dict().items():
+        assert torch.equal(up.net.state_dict()[name], value), name
+    out = up.upscale(_rand(1, 3, 8, 8, seed=0), steps=2)
+    assert out.shape == (1, 1, 3, 16, 16)
+    # but a checkpoint missing a part that sampling needs does not load
+    cfg = _config("tiny+v3")
+    net = _net("tiny+v3")
+    del net.cvae.fusion
+    save_checkpoint(tmp_path / "broken", 1, cfg, net, net, {})
+    with pytest.raises(UserError, match="CVAE branch"):
+        Upscaler.from_checkpoint(tmp_path / "broken")
+
+
+def test_cross_attention_gate_is_per_channel():
+    attn = AdaptiveCrossAttention(16, 8, heads=2, groups=4, gate_init=1e-6)
+    assert attn.gate.shape == (16,)
+    x, tokens = _randn(1, 16, 4, 4, seed=0), _randn(1, 5, 8, seed=1)
+    with torch.no_grad():
+        attn.gate.zero_()
+        assert torch.equal(attn(x, tokens), x)  # a closed gate is the identity
+        attn.gate[3] = 1.0
+        changed = (attn(x, tokens) - x).abs().amax(dim=(0, 2, 3)) > 0
+    assert changed.tolist() == [i == 3 for i in range(16)]

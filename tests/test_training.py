@@ -1,0 +1,211 @@
+"""The trainer: learning, exact resume, atomic checkpoints, the G/D alternation."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import FAST_SETTINGS, SCALE, train_args
+
+from lddpm.cli import main
+from lddpm.config import Config, apply_overrides, build_preset
+from lddpm.data.imageio import load_image, to_tensor
+from lddpm.inference import Upscaler
+from lddpm.training import checkpoint as ckpt
+from lddpm.training.trainer import Trainer
+
+
+def tiny_config(preset: str = "tiny", *overrides: str) -> Config:
+    return apply_overrides(build_preset(preset), [*FAST_SETTINGS, *overrides])
+
+
+def run_steps(trainer: Trainer, n: int) -> list[dict[str, float]]:
+    """n training steps without validation or checkpoints; the logs of each."""
+    batches = trainer._loader()
+    return [trainer._train_step(next(batches)) for _ in range(n)]
+
+
+def assert_same_state(a: torch.nn.Module, b: torch.nn.Module, what: str) -> None:
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    differing = [k for k in sa if not torch.equal(sa[k], sb[k])]
+    assert not differing, f"{what}: {len(differing)} tensors differ, e.g. {differing[0]}"
+
+
+def params(module: torch.nn.Module) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in module.parameters()]
+
+
+def changed(before: list[torch.Tensor], module: torch.nn.Module) -> bool:
+    return any(not torch.equal(b, p) for b, p in zip(before, module.parameters()))
+
+
+# ------------------------------------------------------------------------------ learning
+def test_loss_falls_and_trained_model_samples(image_dir, tmp_path):
+    cfg = tiny_config("tiny", "train.lr=5e-3", "train.warmup_steps=5", "train.max_steps=40",
+                      "data.batch_size=4")
+    trainer = Trainer(cfg, image_dir, tmp_path / "run", progress=False)
+    losses = [logs["ddpm"] for logs in run_steps(trainer, 40)]
+    first, last = np.mean(losses[:8]), np.mean(losses[-8:])
+    # The untrained eps-prediction loss is ~1 (unit-variance noise); 40 steps at a high
+    # learning rate bring it well below half of that on these smooth images.
+    assert first > 0.6
+    assert last < 0.5 * first, f"loss did not fall: first {first:.3f}, last {last:.3f}"
+
+    lr = to_tensor(load_image(image_dir / "img4.png"))[None, :, :20, :28]
+    sr = Upscaler(trainer.model, cfg).upscale(lr, "ddim", steps=3, seed=0)
+    assert sr.shape == (1, 1, 3, 20 * SCALE, 28 * SCALE)
+    assert torch.isfinite(sr).all() and sr.min() >= 0 and sr.max() <= 1
+
+
+# ------------------------------------------------------------------------------ resume
+def straight_and_resumed(cfg: Config, data: Path, root: Path, n: int) -> tuple[Trainer, Trainer]:
+    """n steps in one run, and n/2 + (new process state) --resume to n: the two trainers."""
+    straight = Trainer(cfg, data, root / "straight", progress=False)
+    straight.fit(n)
+    Trainer(cfg, data, root / "split", progress=False).fit(n // 2)  # then "killed"
+    resumed = Trainer(cfg, data, root / "split", resume=True, progress=False)
+    assert resumed.step == n // 2
+    resumed.fit(n)
+    return straight, resumed
+
+
+def test_resume_gives_identical_weights(image_dir, tmp_path):
+    # dropout on, so that the per-step seeding of dropout is part of what is checked
+    cfg = tiny_config("tiny", "model.unet.dropout=0.1", "train.max_steps=4")
+    straight, resumed = straight_and_resumed(cfg, image_dir, tmp_path, 4)
+    assert straight.step == resumed.step == 4
+    assert_same_state(straight.model, resumed.model, "model")
+    assert_same_state(straight.ema, resumed.ema, "EMA")
+    assert straight.lr_sched.get_last_lr() == resumed.lr_sched.get_last_lr()
+    # the optimiser moments too, so the run continues identically
+    sa, sb = straight.opt.state_dict()["state"], resumed.opt.state_dict()["state"]
+    assert all(torch.equal(sa[i]["exp_avg_sq"], sb[i]["exp_avg_sq"]) for i in sa)
+
+
+def test_resume_with_discriminator_gives_identical_weights_and_losses(image_dir, tmp_path):
+    cfg = tiny_config("tiny+v3+glow+gan", "train.max_steps=4")
+    straight, resumed = straight_and_resumed(cfg, image_dir, tmp_path, 4)
+    assert (ckpt.list_checkpoints(tmp_path / "split")[-1] / ckpt.DISC_FILE).is_file()
+    assert_same_state(straight.model, resumed.model, "model")
+    assert_same_state(straight.ema, resumed.ema, "EMA")
+    assert_same_state(straight.disc, resumed.disc, "discriminator")
+    # the step after the resume point: same G and D losses, bit for bit
+    next_straight, next_resumed = run_steps(straight, 1)[0], run_steps(resumed, 1)[0]
+    assert {"d_adv", "adv", "ddpm", "kl"} <= next_straight.keys()
+    assert next_straight == next_resumed
+
+
+def test_resume_with_a_different_preset_names_the_differing_keys(tiny_run, image_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    before = sorted(p.name for p in (run / "checkpoints").iterdir())
+    rc = main(train_args("tiny+v2", image_dir, run, 8, "--resume"))
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "model.encoder.enabled: False -> True" in err
+    assert "different config" in err
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == before
+
+
+# ------------------------------------------------------------------------------ checkpoints
+@pytest.fixture
+def saved_once(image_dir, tmp_path) -> Trainer:
+    """A tiny trainer (no steps needed) with one complete checkpoint, step_0000001."""
+    trainer = Trainer(tiny_config(), image_dir, tmp_path / "run", progress=False)
+    trainer.step = 1
+    trainer.save()
+    return trainer
+
+
+def _fail_midway(real_save):
+    """A save function that writes half a file, then fails (as a kill or a full disk would)."""
+    def save(obj, path, *args, **kwargs):
+        real_save(obj, path, *args, **kwargs)
+        Path(path).write_bytes(Path(path).read_bytes()[:10])
+        raise OSError("simulated crash while writing")
+    return save
+
+
+@pytest.mark.parametrize("target", ["save_file", "torch_save"])
+def test_half_written_checkpoint_never_replaces_a_good_one(saved_once, image_dir, monkeypatch, target):
+    run, good = saved_once.output, saved_once.output / "checkpoints" / "step_0000001"
+    if target == "save_file":  # dies on the first weights file
+        monkeypatch.setattr(ckpt, "save_file", _fail_midway(ckpt.save_file))
+    else:  # dies on the very last file, after config.json was written
+        monkeypatch.setattr(ckpt.torch, "save", _fail_midway(torch.save))
+    saved_once.step = 2
+    with pytest.raises(OSError, match="simulated"):
+        saved_once.save()
+    monkeypatch.undo()
+
+    # An incomplete step_* directory (e.g. copied by hand, no config.json) is ignored too.
+    (run / "checkpoints" / "step_0000003").mkdir()
+    (run / "checkpoints" / "step_0000003" / ckpt.MODEL_FILE).write_bytes(b"partial")
+
+    assert ckpt.list_checkpoints(run) == [good]
+    assert ckpt.resolve_checkpoint(run) == good
+    assert not (run / "checkpoints" / "step_0000002").exists()
+    resumed = Trainer(saved_once.cfg, image_dir, run, resume=True, progress=False)
+    assert resumed.step == 1
+    assert_same_state(saved_once.model, resumed.model, "model")
+
+
+def test_checkpoints_are_pruned_to_the_newest(saved_once):
+    for step in (2, 3, 4):
+        saved_once.step = step
+        saved_once.save()
+    names = [p.name for p in ckpt.list_checkpoints(saved_once.output)]
+    assert names == [f"step_{s:07d}" for s in range(5 - ckpt.KEEP_LAST, 5)]
+    assert sorted(p.name for p in (saved_once.output / "checkpoints").iterdir()) == names
+
+
+def test_checkpoint_holds_the_documented_files(gan_run):
+    path = ckpt.resolve_checkpoint(gan_run)
+    assert path.name == f"step_{6:07d}"
+    files = {p.name for p in path.iterdir()}
+    assert files == {ckpt.MODEL_FILE, ckpt.EMA_FILE, ckpt.DISC_FILE, ckpt.CONFIG_FILE, ckpt.STATE_FILE}
+    meta = ckpt.read_meta(path)
+    assert meta["step"] == 6 and meta["config"]["preset"] == "tiny+v3+glow+gan"
+    assert ckpt.read_config(path).gan.enabled
+
+
+# ------------------------------------------------------------------------------ G / D
+def test_one_gan_step_updates_both_networks_with_d_frozen_during_g(image_dir, tmp_path):
+    trainer = Trainer(tiny_config("tiny+v3+glow+gan"), image_dir, tmp_path / "run", progress=False)
+    g_before, d_before = params(trainer.model), params(trainer.disc)
+    seen = {}
+    real_generator_loss = trainer.objective.generator_loss
+
+    def spying_generator_loss(net, batch, gen, disc=None, references=None):
+        # Called after the D step: G must be untouched by it, D must be frozen for this one.
+        seen["d_frozen"] = all(not p.requires_grad for p in trainer.disc.parameters())
+        seen["d_given"] = disc is trainer.disc
+        seen["g_changed_by_d_step"] = changed(g_before, trainer.model)
+        seen["d_after_d_step"] = params(trainer.disc)
+        return real_generator_loss(net, batch, gen, disc, references)
+
+    trainer.objective.generator_loss = spying_generator_loss
+    logs = run_steps(trainer, 1)[0]
+    assert seen["d_given"], "the generator loss was not given the discriminator"
+    assert seen["d_frozen"], "D still requires grad during the generator step"
+    assert not seen["g_changed_by_d_step"], "the discriminator step moved G (fakes not detached?)"
+    assert changed(d_before, trainer.disc), "the discriminator step did not update D"
+    assert changed(g_before, trainer.model), "the generator step did not update G"
+    assert not changed(seen["d_after_d_step"], trainer.disc), "the G step moved D"
+    assert logs["adv"] > 0 and logs["d_adv"] > 0
+
+
+# ------------------------------------------------------------------------------ sampling
+def test_lddpm_sampler_repeats_with_the_same_seed(gan_run, image_dir):
+    up = Upscaler.from_checkpoint(gan_run)
+    lr = to_tensor(load_image(image_dir / "img0.png"))[None, :, :16, :16]
+    a = up.upscale(lr, "lddpm", seed=5)
+    b = up.upscale(lr, "lddpm", seed=5)
+    c = up.upscale(lr, "lddpm", seed=6)
+    assert a.shape == (1, 1, 3, 16 * SCALE, 16 * SCALE)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
