@@ -209,3 +209,16 @@ def test_train_refuses_an_existing_run_without_resume(tiny_run, image_dir, tmp_p
     rc, _, err = run_cli(capsys, *train_args("tiny", image_dir, run, 12))
     assert_one_line_error(rc, err, "--resume", str(run))
     assert digest(run) == before
+
+
+def test_train_names_an_unreadable_file_before_training(image_dir, tmp_path, capsys):
+    # Bug fixed: a non-image in the training folder surfaced minutes into training, wrapped
+    # by a DataLoader worker; the dataset now reads every header up front.
+    data = tmp_path / "data"
+    shutil.copytree(image_dir, data)
+    (data / "notes.png").write_text("not an image")
+    code = main(train_args("tiny", data, tmp_path / "run"))
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("lddpm: error:") == 1 and "notes.png" in err and "Traceback" not in err
+    assert not (tmp_path / "run" / "checkpoints").exists()

@@ -383,3 +383,18 @@ def test_cross_attention_gate_is_per_channel():
         attn.gate[3] = 1.0
         changed = (attn(x, tokens) - x).abs().amax(dim=(0, 2, 3)) > 0
     assert changed.tolist() == [i == 3 for i in range(16)]
+
+
+def test_auto_tile_bounds_self_attention_tokens_and_the_training_crop():
+    # Bug fixed: whole-image sampling of a 768x576 output with the tiny preset ran
+    # self-attention over 384x288 tokens (minutes per step); the default tile bounds it.
+    for preset, expected in (("tiny", 32), ("small", 64), ("paper", 128)):
+        cfg = build_preset(preset)
+        with torch.device("meta"):
+            net = LDDPMNet(cfg.model, cfg.data.scale)
+        up = Upscaler(net, cfg)
+        tile = up.auto_tile()
+        assert tile == expected
+        finest = min(cfg.model.unet.attn_levels)
+        tokens_side = tile * cfg.data.scale // 2**finest
+        assert tokens_side <= 64

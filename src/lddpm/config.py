@@ -201,7 +201,7 @@ def _size_paper(c: Config) -> None:
 
 def _size_small(c: Config) -> None:
     c.model.unet = UNetConfig(
-        inner_channels=48, channel_mults=(1, 2, 2, 4), res_blocks=2, attn_levels=(3,),
+        inner_channels=32, channel_mults=(1, 2, 4, 4), res_blocks=2, attn_levels=(3,),
         dropout=0.1, groups=16, heads=4,
     )
     c.model.encoder.channels, c.model.cvae.hidden, c.model.glow.hidden = 64, 64, 64
@@ -260,7 +260,7 @@ def _part_sl(c: Config) -> None:
 
 SIZES: dict[str, tuple[typing.Callable[[Config], None], str]] = {
     "paper": (_size_paper, "Table 1 UNet: 64 channels, mults (1,2,4,8,8), 2 blocks, dropout 0.2"),
-    "small": (_size_small, "CPU-sized UNet (48 ch, mults 1,2,2,4) that the benchmarks train"),
+    "small": (_size_small, "CPU-sized UNet (32 ch, mults 1,2,4,4) that the benchmarks train"),
     "tiny": (_size_tiny, "seconds-per-step UNet (16 ch, mults 1,2) for tests and smoke runs"),
 }
 

@@ -6,7 +6,8 @@
 
 Sizes that the network cannot take as they are (HR not a multiple of `size_multiple`) are
 reflect-padded on the LR side and cropped back. Large inputs are processed in overlapping
-tiles (`tile`, in LR pixels; by default about twice the training crop) blended with a linear
+tiles (`tile`, in LR pixels; by default bounded by the self-attention cost and the training
+crop, see `auto_tile`) blended with a linear
 ramp, so memory and the quadratic cost of self-attention stay bounded.
 Each sample s of a call uses the generator seeded with `seed + s`: the same seed gives the
 same image, and sample s of a run does not depend on how many samples were asked for.
@@ -124,10 +125,13 @@ class Upscaler:
         return torch.stack(outs)
 
     def auto_tile(self) -> int:
-        """Default LR tile side: four times the training crop's area (2x its side), at least
-        32 LR pixels. Self-attention is quadratic in the pixel count, so whole-image sampling
-        of a large photo costs far more than tiles of about the size the model was trained on."""
-        return max(32, 2 * self.cfg.data.crop // self.scale)
+        """Default LR tile side. Self-attention is quadratic in its token count, so the HR
+        tile is bounded to at most 64x64 tokens at the finest self-attention level, and to
+        4x the training crop (the model has seen content at about that size)."""
+        u = self.cfg.model.unet
+        attn_side = 64 * 2 ** min(u.attn_levels) if u.attn_levels else 1 << 30
+        hr_tile = min(attn_side, 4 * self.cfg.data.crop)
+        return max(16, hr_tile // self.scale)
 
     def _sample_padded(self, lr, spec, gen, refs, progress) -> torch.Tensor:
         """Pads the LR so the HR is a multiple of the network's size multiple; crops back."""

@@ -42,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--num-samples", type=int, default=1, help="samples per image; > 1 adds diversity columns"
     )
     what.add_argument("--raw-weights", action="store_true", help="use the online weights, not EMA")
-    what.add_argument("--tile", type=int, help="LR tile side (default: about twice the training crop; 0 = whole image)")
+    what.add_argument("--tile", type=int, help="LR tile side (default: automatic, see README; 0 = whole image)")
     what.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     data = parser.add_argument_group("data")
     data.add_argument(

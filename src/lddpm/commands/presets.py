@@ -17,9 +17,12 @@ def _params(name: str, scale: int) -> str:
     from lddpm.models.lddpm import LDDPMNet, count_parameters
     from lddpm.training.trainer import build_discriminator
 
+    import torch
+
     cfg = build_preset(name)
-    net = count_parameters(LDDPMNet(cfg.model, scale))
-    disc = build_discriminator(cfg)
+    with torch.device("meta"):  # shapes only: counting needs no memory and no init time
+        net = count_parameters(LDDPMNet(cfg.model, scale))
+        disc = build_discriminator(cfg)
     extra = f" + D {count_parameters(disc) / 1e6:.2f}M" if disc is not None else ""
     return f"{net / 1e6:.2f}M{extra}"
 

@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reference", action="append", default=[], metavar="IMG",
                         help="reference image whose tokens join the LR's in cross-attention (v2/v3)")
     parser.add_argument("--tile", type=int,
-                        help="LR tile side for large inputs (default: about twice the training crop; 0 = whole image)")
+                        help="LR tile side for large inputs (default: automatic, see README; 0 = whole image)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--raw-weights", action="store_true", help="use the online weights, not the EMA")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")

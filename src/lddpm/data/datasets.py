@@ -129,6 +129,10 @@ class HRFolder(torch.utils.data.Dataset):
         self.scale, self.degradation, self.seed = scale, degradation, seed
         self.augment, self.max_pixels = augment, max_pixels
         self._cache = _ImageCache(cache_bytes)
+        for file in self.files:
+            # Read every header now: an unreadable file fails here, by name, as one line,
+            # rather than minutes into training inside a DataLoader worker.
+            image_size(file)
 
     def __len__(self) -> int:
         return len(self.files)

@@ -1,0 +1,122 @@
+"""Quality against sampling cost for one checkpoint (the paper's Fig. 12 / Fig. 8 analogue).
+
+    python benchmarks/steps_vs_quality.py [--checkpoint RUN] [--steps 600]
+
+Samplers ddpm-1000, ddim-100, ddim-20, ddim-4 and lddpm-K on the held-out folder, in one
+`lddpm evaluate --compare` run (PSNR-Y, SSIM-Y, LR-PSNR, diversity, seconds and model
+evaluations per image). Without --checkpoint it uses (training it if needed) the
+small+v3+glow+gan run of ablation_glow_gan.py. Writes docs/steps_vs_quality.md, the plot
+docs/steps_vs_quality.png and the crop grid docs/steps_vs_quality_grid.png, whose SR images
+are written by `lddpm upscale`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from harness import (
+    DEFAULT_STEPS, DOCS, ROOT, RUNS, Run, compare, cpu_scale_note, fmt, lddpm, method_means,
+    prepare_data, table, train, write_report,
+)
+
+GRID_IMAGE, CROP = "chelsea", (32, 32, 96, 96)  # (left, top, right, bottom) in HR pixels
+
+
+def samplers(k: int) -> list[tuple[str, int]]:
+    return [("ddpm", 1000), ("ddim", 100), ("ddim", 20), ("ddim", 4), ("lddpm", k)]
+
+
+def plot(rows: list[tuple[str, float, float]], path: Path, bicubic_psnr: float) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    for label, secs, psnr in rows:
+        marker = "*" if label.startswith("lddpm") else "o"
+        ax.scatter(secs, psnr, s=90 if marker == "*" else 40, marker=marker)
+        ax.annotate(label, (secs, psnr), textcoords="offset points", xytext=(5, 5), fontsize=8)
+    ax.axhline(bicubic_psnr, color="gray", linestyle="--", linewidth=1, label="bicubic")
+    ax.set_xscale("log")
+    ax.set_xlabel("seconds per image (log scale, 2-core CPU)")
+    ax.set_ylabel("PSNR-Y (dB)")
+    ax.set_title("Quality against sampling cost (CPU scale)")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def crop_grid(tiles: list[tuple[str, Path]], path: Path, zoom: int = 3) -> None:
+    """The same HR crop from each source, enlarged (nearest) and labelled, side by side."""
+    cells = []
+    for label, file in tiles:
+        im = Image.open(file).convert("RGB").crop(CROP)
+        im = im.resize((im.width * zoom, im.height * zoom), Image.Resampling.NEAREST)
+        cell = Image.new("RGB", (im.width, im.height + 16), "white")
+        cell.paste(im, (0, 16))
+        ImageDraw.Draw(cell).text((3, 2), label, fill="black")
+        cells.append(np.asarray(cell))
+    gap = np.full((cells[0].shape[0], 4, 3), 255, np.uint8)
+    row = np.concatenate([c for cell in cells for c in (cell, gap)][:-1], axis=1)
+    Image.fromarray(row).save(path)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--checkpoint", help="a run or checkpoint trained with the gan part")
+    ap.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="training steps if it must train")
+    ap.add_argument("--k", type=int, default=4, help="the checkpoint's trained K")
+    ap.add_argument("--num-samples", type=int, default=2)
+    args = ap.parse_args()
+    data, val = prepare_data()
+    ckpt = args.checkpoint
+    if ckpt is None:
+        run = Run("V3 + Glow + GAN", "small+v3+glow+gan")
+        train(run, data, args.steps)
+        ckpt = str(run.dir)
+    entries = [f"{ckpt}:{s}:{n}" for s, n in samplers(args.k)]
+    report = compare(entries, val, DOCS / "steps_vs_quality.json", args.num_samples,
+                     metrics="psnr,ssim,lr_psnr,lpips")
+    means = method_means(report)
+    rows, points = [], []
+    for name, entry in [("bicubic", "bicubic")] + [(e.rsplit(":", 2)[1] + "-" + e.rsplit(":", 1)[1], e) for e in entries]:
+        m = means[entry]
+        rows.append([name, fmt(m.get("NFE/img") / args.num_samples if entry != "bicubic" else None, 0),
+                     fmt(m.get("PSNR-Y")), fmt(m.get("SSIM-Y"), 4), fmt(m.get("LR-PSNR")),
+                     fmt(m.get("LPIPS"), 4), fmt(m.get("diversity")), fmt(m.get("sec/img"), 3)])
+        if entry != "bicubic":
+            points.append((name, m["sec/img"], m["PSNR-Y"]))
+    plot(points, DOCS / "steps_vs_quality.png", means["bicubic"]["PSNR-Y"])
+
+    out = RUNS / "steps_vs_quality_sr"
+    tiles = [("HR", val / f"{GRID_IMAGE}.png")]
+    for s, n in samplers(args.k):
+        target = out / f"{GRID_IMAGE}_{s}{n}.png"
+        lddpm("upscale", str(val / f"{GRID_IMAGE}.png"), "--checkpoint", ckpt, "--sampler", s,
+              "--steps", str(n), "--seed", "0", "--output", str(target), "--overwrite")
+        tiles.append((f"{s}-{n}", target))
+    crop_grid(tiles, DOCS / "steps_vs_quality_grid.png")
+
+    write_report(DOCS / "steps_vs_quality.md",
+                 "Steps against quality (the paper's Fig. 12 / Fig. 8 analogue, CPU scale)", [
+        f"Checkpoint `{os.path.relpath(ckpt, ROOT)}`: the `small+v3+glow+gan` model of "
+        "ablation_glow_gan.md. " + cpu_scale_note(args.steps),
+        f"Evaluation: {len(report['methods'][0]['images'])} held-out 128x128 images, "
+        f"{args.num_samples} samples per image, seed 0; NFE = network evaluations per sample; "
+        "sec/img counts all samples of an image.",
+        table(["sampler", "NFE", "PSNR-Y", "SSIM-Y", "LR-PSNR", "LPIPS", "diversity", "sec/img"], rows),
+        "![quality against seconds](steps_vs_quality.png)",
+        f"The same crop of `{GRID_IMAGE}` from each sampler (seed 0, written by `lddpm upscale`):",
+        "![crops](steps_vs_quality_grid.png)",
+    ], {}, report)
+
+
+if __name__ == "__main__":
+    main()
