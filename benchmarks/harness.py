@@ -127,9 +127,10 @@ class Run:
 def train(run: Run, data: Path, steps: int) -> float:
     """Trains (or finishes) a run; returns the wall seconds spent now."""
     sets = [x for s in COMMON_SETS + run.sets for x in ("--set", s)]
+    val = RUNS / "data" / "val"
     start = time.time()
-    lddpm("train", "--preset", run.preset, *sets, "--data", str(data), "--output", str(run.dir),
-          "--max-steps", str(steps), "--resume")
+    lddpm("train", "--preset", run.preset, *sets, "--data", str(data), "--val-data", str(val),
+          "--output", str(run.dir), "--max-steps", str(steps), "--resume")
     return time.time() - start
 
 

@@ -213,7 +213,7 @@ def _size_small(c: Config) -> None:
 
 def _size_tiny(c: Config) -> None:
     c.model.unet = UNetConfig(
-        inner_channels=16, channel_mults=(1, 2), res_blocks=1, attn_levels=(1,),
+        inner_channels=16, channel_mults=(1, 2, 2), res_blocks=1, attn_levels=(2,),
         dropout=0.0, groups=8, heads=2,
     )
     c.model.encoder.channels, c.model.encoder.blocks, c.model.encoder.heads = 16, 1, 2
@@ -261,7 +261,7 @@ def _part_sl(c: Config) -> None:
 SIZES: dict[str, tuple[typing.Callable[[Config], None], str]] = {
     "paper": (_size_paper, "Table 1 UNet: 64 channels, mults (1,2,4,8,8), 2 blocks, dropout 0.2"),
     "small": (_size_small, "CPU-sized UNet (32 ch, mults 1,2,4,4) that the benchmarks train"),
-    "tiny": (_size_tiny, "seconds-per-step UNet (16 ch, mults 1,2) for tests and smoke runs"),
+    "tiny": (_size_tiny, "seconds-per-step UNet (16 ch, mults 1,2,2) for tests and smoke runs"),
 }
 
 PARTS: dict[str, tuple[typing.Callable[[Config], None], str]] = {

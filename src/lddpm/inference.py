@@ -126,10 +126,10 @@ class Upscaler:
 
     def auto_tile(self) -> int:
         """Default LR tile side. Self-attention is quadratic in its token count, so the HR
-        tile is bounded to at most 64x64 tokens at the finest self-attention level, and to
+        tile is bounded to at most 32x32 tokens at the finest self-attention level, and to
         4x the training crop (the model has seen content at about that size)."""
         u = self.cfg.model.unet
-        attn_side = 64 * 2 ** min(u.attn_levels) if u.attn_levels else 1 << 30
+        attn_side = 32 * 2 ** min(u.attn_levels) if u.attn_levels else 1 << 30
         hr_tile = min(attn_side, 4 * self.cfg.data.crop)
         return max(16, hr_tile // self.scale)
 

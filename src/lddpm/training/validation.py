@@ -13,7 +13,6 @@ from lddpm.data.imageio import save_image, to_uint8
 from lddpm.data.resize import imresize
 from lddpm.metrics.psnr_ssim import psnr_y
 
-MAX_VAL_SIDE = 128  # HR pixels: validation crops stay small so it costs seconds, not minutes
 
 
 def _center_crop(x: torch.Tensor, size: int, multiple: int) -> torch.Tensor:
@@ -26,11 +25,12 @@ def _center_crop(x: torch.Tensor, size: int, multiple: int) -> torch.Tensor:
 def validation_report(upscaler, val_set, cfg: Config, png_path: Path) -> float:
     """Mean PSNR-Y over the first `train.val_images` images; writes the grid to png_path."""
     s = cfg.data.scale
+    side = 2 * cfg.data.crop  # HR centre crops about the training size: seconds, not minutes
     rows, scores = [], []
     for i in range(min(cfg.train.val_images, len(val_set))):
         item = val_set[i]
-        hr = _center_crop(item["hr"], MAX_VAL_SIDE, s)
-        lr = _center_crop(item["lr"], MAX_VAL_SIDE // s, 1)[..., : hr.shape[-2] // s, : hr.shape[-1] // s]
+        hr = _center_crop(item["hr"], side, s)
+        lr = _center_crop(item["lr"], side // s, 1)[..., : hr.shape[-2] // s, : hr.shape[-1] // s]
         sr = upscaler.upscale(lr[None], cfg.train.val_sampler, cfg.train.val_steps, seed=i)[0, 0]
         scores.append(psnr_y(to_uint8(sr), to_uint8(hr), border=s))
         rows.append(_grid_row(lr, sr, hr, s))
