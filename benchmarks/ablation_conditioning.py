@@ -3,7 +3,8 @@
     python benchmarks/ablation_conditioning.py [--steps 600] [--sampler ddim --sampler-steps 50]
 
 Trains the three presets with the same data, seed, step budget and crop (see harness.py),
-plus v1 with x0 = the HR image instead of the residual (the target choice, measured), then
+plus v1 predicting eps as Eq. 7 writes it instead of v (the choice the benchmarks make,
+measured), then
 evaluates all of them with the same sampler on the held-out folder in one
 `lddpm evaluate --compare` run, two samples per image (for the diversity column).
 Writes docs/ablation_conditioning.md (+ .json/.csv beside it).
@@ -22,7 +23,7 @@ RUNS = [
     Run("V1 (SR3 stacking)", "small+v1"),
     Run("V2 (+ cross-attention, Eq. 8)", "small+v2"),
     Run("V3 (+ CVAE, Eq. 9-11)", "small+v3"),
-    Run("V1, x0 = HR image (not residual)", "small+v1", ["diffusion.target=image"]),
+    Run("V1, eps prediction (Eq. 7) instead of v", "small+v1", ["diffusion.prediction=eps"]),
 ]
 
 

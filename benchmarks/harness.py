@@ -56,10 +56,11 @@ VAL_IMAGES = ["astronaut", "coffee", "chelsea", "rocket", "camera", "grass", "gr
 PACKAGES = "plasma-workspace-wallpapers mate-backgrounds lomiri-wallpapers-16.04"
 
 # The common budget of every ablation row (same data, seed, steps, crop, batch).
-DEFAULT_STEPS = 600
+DEFAULT_STEPS = 500
 COMMON_SETS = [
     "data.crop=64", "data.batch_size=8", "data.scale=4", "train.seed=0",
-    "diffusion.target=residual", "train.val_every=100000", "train.checkpoint_every=200",
+    "diffusion.target=residual", "diffusion.prediction=v", "train.warmup_steps=50",
+    "train.val_every=100000", "train.checkpoint_every=200",
     "loss.backbone=mobilenet_v2",
 ]
 
@@ -185,7 +186,8 @@ def cells(means: dict, columns: list[tuple[str, int]]) -> list[str]:
 def cpu_scale_note(steps: int) -> str:
     return (
         "**These are CPU-scale figures**: each model is the `small` preset trained for "
-        f"{steps} steps (batch 8, 64 px HR crops, x4, seed 0, `diffusion.target=residual`) on "
+        f"{steps} steps (batch 8, 64 px HR crops, x4, seed 0, `diffusion.target=residual`, "
+        "`diffusion.prediction=v`, 50 warm-up steps) on "
         "35 photographs on a 2-core CPU, minutes rather than the paper's GPU-days. They show "
         "that the switches work and how the variants compare at an equal budget, not the "
         "paper's numbers."

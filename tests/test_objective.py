@@ -191,3 +191,19 @@ def test_discriminator_loss_of_an_undecided_discriminator_is_2_log_2():
     _, terms = obj.discriminator_loss(net, disc, _batch(), _gen(), with_r1=True)
     torch.testing.assert_close(terms["d_adv"], torch.tensor(2 * math.log(2)))
     assert terms["r1"] == 0  # constant logits: zero gradient
+
+
+def test_ddpm_term_with_v_prediction_is_the_v_mse():
+    from lddpm.diffusion.schedule import v_target
+
+    cfg, net, _ = _setup("tiny+v1")
+    cfg.diffusion.prediction = "v"
+    obj = Objective(cfg, Schedule.from_config(cfg.diffusion))
+    batch = _batch()
+    _, terms = obj.generator_loss(net, batch, _gen(5))
+    gen = _gen(5)
+    t = torch.randint(0, T, (4,), generator=gen).numpy()
+    noise = torch.randn(batch["hr"].shape, generator=gen)
+    x_t = q_sample(obj.sched, batch["hr"], t, noise)
+    v = net(x_t, torch.as_tensor(t), net.condition(batch["lr"]))
+    torch.testing.assert_close(terms["ddpm"], F.mse_loss(v, v_target(obj.sched, batch["hr"], t, noise)))

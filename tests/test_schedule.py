@@ -337,3 +337,18 @@ def test_ddim_default_step_count_fits_the_schedule(timesteps, expected):
 def test_unknown_sampler_raises():
     with pytest.raises(ValueError, match="ddpm, ddim, lddpm"):
         sample(_fake_denoiser, (1, 3, 4, 4), _sched(), SamplerSpec("euler"), torch.Generator())
+
+
+def test_v_prediction_round_trip_recovers_eps_and_x0_exactly():
+    from lddpm.diffusion.schedule import eps_from_v, to_eps, v_target
+
+    sched = Schedule(np.linspace(1e-4, 0.02, 50))
+    g = torch.Generator().manual_seed(3)
+    x0 = torch.randn(4, 3, 5, 6, generator=g, dtype=torch.float64)
+    eps = torch.randn(4, 3, 5, 6, generator=g, dtype=torch.float64)
+    t = np.array([0, 7, 25, 49])
+    x_t = q_sample(sched, x0, t, eps)
+    v = v_target(sched, x0, t, eps)
+    torch.testing.assert_close(eps_from_v(sched, x_t, t, v), eps, rtol=0, atol=1e-12)
+    torch.testing.assert_close(predict_x0(sched, x_t, t, to_eps(sched, "v", x_t, t, v)), x0, rtol=0, atol=1e-9)
+    assert to_eps(sched, "eps", x_t, t, eps) is eps

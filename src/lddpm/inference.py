@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from lddpm.config import Config
 from lddpm.diffusion.objective import to_image, x0_clip
 from lddpm.diffusion.samplers import SamplerSpec, model_evaluations, sample
-from lddpm.diffusion.schedule import Schedule
+from lddpm.diffusion.schedule import Schedule, to_eps
 from lddpm.errors import UserError
 from lddpm.models.lddpm import LDDPMNet
 from lddpm.training import checkpoint as ckpt
@@ -146,8 +146,11 @@ class Upscaler:
         latent_shape = self.net.latent_shape(shape)
         noise = None if latent_shape is None else torch.randn(latent_shape, generator=gen).to(self.device)
 
+        prediction = self.cfg.diffusion.prediction
+
         def denoise(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            return self.net(x_t, t, cond, noise).float()
+            out = self.net(x_t, t, cond, noise).float()
+            return to_eps(self.sched, prediction, x_t, t.cpu().numpy(), out)
 
         x_T = torch.randn(shape, generator=gen).to(self.device)
         x0 = sample(denoise, shape, self.sched, spec, gen, self.device, x_T=x_T, progress=progress)

@@ -6,6 +6,7 @@ that term, so that `sum(terms.values()) == total` (what the progress bar and Ten
     x0 = hr (target "image") or hr - up (target "residual", as SRDiff); all (B,3,H,W) in [-1,1]
 
 L_DDPM (Eq. 7):   t ~ U{0..T-1}, eps ~ N(0, I), || eps - eps_theta(sqrt(ab_t) x0 + sqrt(1-ab_t) eps) ||^2
+                  (with diffusion.prediction=v the network predicts v = sqrt(ab) eps - sqrt(1-ab) x0)
 Few-step chain:   k ~ U{1..K}; real pair (x_{tau_{k-1}}, x_{tau_k}) from the forward process;
                   fake: x0-hat from eps_theta with z from the prior, x'_{tau_{k-1}} ~ q(. | x_{tau_k}, x0-hat)
                   (Eq. 14-15); D(x_prev, x_t, t, up) scores both (Eq. 13).
@@ -28,6 +29,8 @@ from lddpm.diffusion.schedule import (
     q_sample,
     q_step,
     select_timesteps,
+    to_eps,
+    v_target,
 )
 from lddpm.models.discriminator import d_loss, g_loss, r1_penalty
 from lddpm.models.lddpm import Condition, LDDPMNet
@@ -63,6 +66,7 @@ class Objective:
         self.sched = sched
         self.perceptual = perceptual
         self.target = cfg.diffusion.target
+        self.prediction = cfg.diffusion.prediction
         self.taus = select_timesteps(sched.timesteps, cfg.gan.steps, cfg.gan.timestep_rule)
 
     # ------------------------------------------------------------------ helpers
@@ -82,11 +86,14 @@ class Objective:
         t = torch.randint(0, self.sched.timesteps, (b,), generator=gen).numpy()
         noise = self._randn(x0, gen)
         x_t = q_sample(self.sched, x0, t, noise)
-        eps, kl = net.forward_train(x_t, torch.as_tensor(t, device=x0.device), cond, x0, gen)
-        terms = {"ddpm": F.mse_loss(eps.float(), noise.float())}
+        out, kl = net.forward_train(x_t, torch.as_tensor(t, device=x0.device), cond, x0, gen)
+        out = out.float()
+        target = noise if self.prediction == "eps" else v_target(self.sched, x0, t, noise)
+        terms = {"ddpm": F.mse_loss(out, target.float())}  # Eq. 7 (or its v form)
         if net.cvae is not None:
             terms["kl"] = kl.float().mean()
-        x0_hat = predict_x0(self.sched, x_t.float(), t, eps.float())
+        eps = to_eps(self.sched, self.prediction, x_t.float(), t, out)
+        x0_hat = predict_x0(self.sched, x_t.float(), t, eps)
         return terms, x0_hat, t
 
     def perceptual_terms(
@@ -120,8 +127,9 @@ class Objective:
         x_prev = q_sample(self.sched, x0, s, self._randn(x0, gen))
         x_t = q_step(self.sched, x_prev, s, t, self._randn(x0, gen))
         tt = torch.as_tensor(t, device=x0.device)
-        eps = net(x_t, tt, cond, self._prior_noise(net, x0, gen))  # z from the prior
-        x0_hat = predict_x0(self.sched, x_t, t, eps.float()).clamp(
+        out = net(x_t, tt, cond, self._prior_noise(net, x0, gen))  # z from the prior
+        eps = to_eps(self.sched, self.prediction, x_t, t, out.float())
+        x0_hat = predict_x0(self.sched, x_t, t, eps).clamp(
             -x0_clip(self.target), x0_clip(self.target)
         )
         mean, var = posterior_mean_var(self.sched, x0_hat, x_t, s, t)  # Eq. 15

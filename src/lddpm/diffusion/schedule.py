@@ -114,6 +114,25 @@ def eps_from_x0(sched: Schedule, x_t: torch.Tensor, t: np.ndarray, x0: torch.Ten
     return (x_t - _column(np.sqrt(ab), x_t) * x0) / _column(np.sqrt(1.0 - ab), x_t)
 
 
+def v_target(sched: Schedule, x0: torch.Tensor, t: np.ndarray, eps: torch.Tensor) -> torch.Tensor:
+    """v = sqrt(ab_t) eps - sqrt(1 - ab_t) x0 (the `v` prediction target)."""
+    ab = sched.alphabar_at(t)
+    return _column(np.sqrt(ab), x0) * eps - _column(np.sqrt(1.0 - ab), x0) * x0
+
+
+def eps_from_v(sched: Schedule, x_t: torch.Tensor, t: np.ndarray, v: torch.Tensor) -> torch.Tensor:
+    """eps = sqrt(1 - ab_t) x_t + sqrt(ab_t) v (exact inverse of v_target given x_t)."""
+    ab = sched.alphabar_at(t)
+    return _column(np.sqrt(1.0 - ab), x_t) * x_t + _column(np.sqrt(ab), x_t) * v
+
+
+def to_eps(
+    sched: Schedule, prediction: str, x_t: torch.Tensor, t: np.ndarray, output: torch.Tensor
+) -> torch.Tensor:
+    """The network's output as eps, whatever it was trained to predict."""
+    return output if prediction == "eps" else eps_from_v(sched, x_t, t, output)
+
+
 def select_timesteps(timesteps: int, steps: int, rule: str = "uniform") -> np.ndarray:
     """K increasing timesteps tau_1 < ... < tau_K in [0, T), the last one T - 1.
 
