@@ -136,10 +136,11 @@ def train(run: Run, data: Path, steps: int) -> float:
 
 
 def compare(entries: list[str], val: Path, report: Path, num_samples: int = 1,
-            metrics: str = "psnr,ssim,lr_psnr,lpips,dists") -> dict:
+            metrics: str = "psnr,ssim,lr_psnr,lpips,dists", max_images: int | None = None) -> dict:
     """`lddpm evaluate --compare` on the held-out folder; returns the JSON report."""
+    limit = ["--max-images", str(max_images)] if max_images else []
     lddpm("evaluate", "--compare", *entries, "--data", str(val), "--scale", "4",
-          "--num-samples", str(num_samples), "--metrics", metrics, "--seed", "0",
+          "--num-samples", str(num_samples), "--metrics", metrics, "--seed", "0", *limit,
           "--report", str(report), "--csv", str(report.with_suffix(".csv")))
     return json.loads(report.read_text())
 

@@ -74,6 +74,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="training steps if it must train")
     ap.add_argument("--k", type=int, default=4, help="the checkpoint's trained K")
     ap.add_argument("--num-samples", type=int, default=2)
+    ap.add_argument("--max-images", type=int, default=3,
+                    help="held-out images to use (ddpm-1000 costs 1000 evaluations per sample)")
     args = ap.parse_args()
     data, val = prepare_data()
     ckpt = args.checkpoint
@@ -83,7 +85,7 @@ def main() -> None:
         ckpt = str(run.dir)
     entries = [f"{ckpt}:{s}:{n}" for s, n in samplers(args.k)]
     report = compare(entries, val, DOCS / "steps_vs_quality.json", args.num_samples,
-                     metrics="psnr,ssim,lr_psnr,lpips")
+                     metrics="psnr,ssim,lr_psnr,lpips", max_images=args.max_images)
     means = method_means(report)
     rows, points = [], []
     for name, entry in [("bicubic", "bicubic")] + [(e.rsplit(":", 2)[1] + "-" + e.rsplit(":", 1)[1], e) for e in entries]:

@@ -50,6 +50,14 @@ def _gen(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+def _replay_draws(obj: Objective, batch: dict, seed: int):
+    """The documented draws of L_DDPM: t ~ U{0..T-1}, then eps ~ N(0, I), same generator."""
+    gen = _gen(seed)
+    t = torch.randint(0, T, (batch["hr"].shape[0],), generator=gen).numpy()
+    noise = torch.randn(batch["hr"].shape, generator=gen)
+    return t, noise, q_sample(obj.sched, batch["hr"], t, noise)
+
+
 def _assert_total_is_sum(total, terms):
     assert total.ndim == 0 and torch.isfinite(total)
     torch.testing.assert_close(total, sum(terms.values()), rtol=0, atol=0)
@@ -99,11 +107,7 @@ def test_ddpm_term_is_the_epsilon_mse_of_eq7():
     _cfg, net, obj = _setup("tiny+v1")
     batch = _batch()
     _, terms = obj.generator_loss(net, batch, _gen(5))
-    # replay the documented draws: t ~ U{0..T-1}, then eps ~ N(0, I), from the same generator
-    gen = _gen(5)
-    t = torch.randint(0, T, (4,), generator=gen).numpy()
-    noise = torch.randn(batch["hr"].shape, generator=gen)
-    x_t = q_sample(obj.sched, batch["hr"], t, noise)
+    t, noise, x_t = _replay_draws(obj, batch, 5)
     cond = net.condition(batch["lr"])
     eps = net(x_t, torch.as_tensor(t), cond)
     torch.testing.assert_close(terms["ddpm"], F.mse_loss(eps, noise))
@@ -201,9 +205,6 @@ def test_ddpm_term_with_v_prediction_is_the_v_mse():
     obj = Objective(cfg, Schedule.from_config(cfg.diffusion))
     batch = _batch()
     _, terms = obj.generator_loss(net, batch, _gen(5))
-    gen = _gen(5)
-    t = torch.randint(0, T, (4,), generator=gen).numpy()
-    noise = torch.randn(batch["hr"].shape, generator=gen)
-    x_t = q_sample(obj.sched, batch["hr"], t, noise)
+    t, noise, x_t = _replay_draws(obj, batch, 5)
     v = net(x_t, torch.as_tensor(t), net.condition(batch["lr"]))
     torch.testing.assert_close(terms["ddpm"], F.mse_loss(v, v_target(obj.sched, batch["hr"], t, noise)))
