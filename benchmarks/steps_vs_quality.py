@@ -13,7 +13,9 @@ are written by `lddpm upscale`.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -74,6 +76,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="training steps if it must train")
     ap.add_argument("--k", type=int, default=4, help="the checkpoint's trained K")
     ap.add_argument("--num-samples", type=int, default=2)
+    ap.add_argument("--reuse-report", action="store_true",
+                    help="take the evaluation from docs/steps_vs_quality.json of an earlier run "
+                         "of this script instead of sampling again")
     ap.add_argument("--max-images", type=int, default=3,
                     help="held-out images to use (ddpm-1000 costs 1000 evaluations per sample)")
     args = ap.parse_args()
@@ -84,8 +89,14 @@ def main() -> None:
         train(run, data, args.steps)
         ckpt = str(run.dir)
     entries = [f"{ckpt}:{s}:{n}" for s, n in samplers(args.k)]
-    report = compare(entries, val, DOCS / "steps_vs_quality.json", args.num_samples,
-                     metrics="psnr,ssim,lr_psnr,lpips", max_images=args.max_images)
+    json_path = DOCS / "steps_vs_quality.json"
+    if args.reuse_report:
+        report = json.loads(json_path.read_text())
+        if [m["name"] for m in report["methods"]][1:] != entries:
+            sys.exit(f"{json_path} was made for other entries; run without --reuse-report")
+    else:
+        report = compare(entries, val, json_path, args.num_samples,
+                         metrics="psnr,ssim,lr_psnr,lpips", max_images=args.max_images)
     means = method_means(report)
     rows, points = [], []
     for name, entry in [("bicubic", "bicubic")] + [(e.rsplit(":", 2)[1] + "-" + e.rsplit(":", 1)[1], e) for e in entries]:
@@ -98,10 +109,14 @@ def main() -> None:
     plot(points, DOCS / "steps_vs_quality.png", means["bicubic"]["PSNR-Y"])
 
     out = RUNS / "steps_vs_quality_sr"
+    # the LR of the grid image, made the way the evaluation makes it (bicubic, x4)
+    lddpm("degrade", str(val), "--output", str(out / "degraded"), "--scale", "4", "--mode",
+          "bicubic", "--seed", "0", "--overwrite")
+    lr_file = out / "degraded" / "LR" / f"{GRID_IMAGE}.png"
     tiles = [("HR", val / f"{GRID_IMAGE}.png")]
     for s, n in samplers(args.k):
         target = out / f"{GRID_IMAGE}_{s}{n}.png"
-        lddpm("upscale", str(val / f"{GRID_IMAGE}.png"), "--checkpoint", ckpt, "--sampler", s,
+        lddpm("upscale", str(lr_file), "--checkpoint", ckpt, "--sampler", s,
               "--steps", str(n), "--seed", "0", "--output", str(target), "--overwrite")
         tiles.append((f"{s}-{n}", target))
     crop_grid(tiles, DOCS / "steps_vs_quality_grid.png")
