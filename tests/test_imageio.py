@@ -154,3 +154,19 @@ def test_list_images_sorted_recursive_case_insensitive(tmp_path):
     with pytest.raises(UserError, match="nowhere"):
         list_images(tmp_path / "nowhere")
 
+
+
+def test_saved_images_are_readable_by_others(tmp_path):
+    # Bug fixed: the atomic write via mkstemp left outputs at mode 0600.
+    import os
+    import stat
+
+    import numpy as np
+
+    from lddpm.data.imageio import save_image
+
+    path = tmp_path / "out.png"
+    save_image(path, np.zeros((4, 4, 3), np.uint8))
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask

@@ -154,6 +154,12 @@ def _as_uint8_hwc(image: np.ndarray | torch.Tensor) -> np.ndarray:
     return image
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def save_image(path: str | Path, image: np.ndarray | torch.Tensor) -> None:
     """Writes a PNG atomically (temp file in the same folder, then rename).
 
@@ -167,6 +173,7 @@ def save_image(path: str | Path, image: np.ndarray | torch.Tensor) -> None:
     try:
         with os.fdopen(fd, "wb") as handle:
             Image.fromarray(pixels).save(handle, format="PNG")
+        os.chmod(tmp_name, 0o666 & ~_umask())  # mkstemp makes 0600; outputs are ordinary files
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
