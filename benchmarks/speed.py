@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import argparse
 import platform
-import sys
 import time
 from pathlib import Path
 
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from lddpm.config import apply_overrides, build_preset
 from lddpm.inference import Upscaler

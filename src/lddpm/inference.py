@@ -46,18 +46,15 @@ class Upscaler:
         """Loads a checkpoint (or a run's newest). `config` checks it against an expected one."""
         cdir = ckpt.resolve_checkpoint(path)
         saved = ckpt.read_config(cdir)
-        if config is not None:
-            diff = ckpt.config_differences(saved, config, ignore=("train.", "loss.", "data.bsrgan", "preset"))
-            net = LDDPMNet(config.model, config.data.scale)
-            try:
-                ckpt.load_weights(net, cdir / (ckpt.EMA_FILE if use_ema else ckpt.MODEL_FILE), OPTIONAL_FOR_INFERENCE)
-            except UserError as exc:
-                detail = f" (config differs: {'; '.join(diff[:4])})" if diff else ""
-                raise UserError(f"{exc}{detail}") from None
-            return cls(net.to(device), config, device)
-        net = LDDPMNet(saved.model, saved.data.scale)
-        ckpt.load_weights(net, cdir / (ckpt.EMA_FILE if use_ema else ckpt.MODEL_FILE), OPTIONAL_FOR_INFERENCE)
-        return cls(net.to(device), saved, device)
+        cfg = config or saved
+        net = LDDPMNet(cfg.model, cfg.data.scale)
+        try:
+            ckpt.load_weights(net, cdir / (ckpt.EMA_FILE if use_ema else ckpt.MODEL_FILE), OPTIONAL_FOR_INFERENCE)
+        except UserError as exc:
+            diff = ckpt.config_differences(saved, cfg, ignore=("train.", "loss.", "data.bsrgan", "preset"))
+            detail = f" (config differs: {'; '.join(diff[:4])})" if diff else ""
+            raise UserError(f"{exc}{detail}") from None
+        return cls(net.to(device), cfg, device)
 
     @property
     def scale(self) -> int:

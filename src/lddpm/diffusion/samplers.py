@@ -12,7 +12,7 @@ The step count is chosen here, at sampling time, never baked into a checkpoint.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -37,7 +37,6 @@ class SamplerSpec:
     eta: float = 0.0
     clip: float | None = 1.0  # clamp x0-hat to [-clip, clip]; None = no clamp
     timestep_rule: str = "uniform"
-    extras: dict = field(default_factory=dict)
 
 
 def _randn(shape, generator, like: torch.Tensor) -> torch.Tensor:

@@ -364,7 +364,12 @@ class GlowPrior(nn.Module):
         The noise is drawn on the generator's device with the explicit generator, then moved,
         so a seed gives the same z on any device.
         """
+        shape = (context.shape[0], self.latent_channels, *context.shape[-2:])
+        noise = torch.randn(shape, generator=generator, device=generator.device, dtype=context.dtype)
+        return self.latent_from_noise(temperature * noise.to(context.device), context, lr_feat)
+
+    def latent_from_noise(self, noise: Tensor, context: Tensor, lr_feat: Tensor | None) -> Tensor:
+        """z = f^-1(mu_p(c) + sigma_p(c) * noise) for a given N(0, I) draw (Eq. 12); the sampler
+        draws the noise once per sample and maps it with the context of each step."""
         mu, log_sigma = self.base_stats(context)
-        noise = torch.randn(mu.shape, generator=generator, device=generator.device, dtype=mu.dtype)
-        z_p = mu + temperature * torch.exp(log_sigma) * noise.to(mu.device)
-        return self.flow.inverse(z_p, lr_feat)
+        return self.flow.inverse(mu + torch.exp(log_sigma) * noise, lr_feat)

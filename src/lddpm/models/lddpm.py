@@ -128,8 +128,7 @@ class LDDPMNet(nn.Module):
         z = f^-1(mu_p(c) + sigma_p(c) * noise) (Eq. 12), c = F_X at the current step."""
         if self.prior is None:
             return noise
-        mu, log_sigma = self.prior.base_stats(f_x)
-        return self.prior.flow.inverse(mu + torch.exp(log_sigma) * noise, cond.fmap)
+        return self.prior.latent_from_noise(noise, f_x, cond.fmap)
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -72,17 +72,17 @@ def save_checkpoint(
     meta = {"lddpm_version": __version__, "step": step, "config": cfg.to_dict()}
     (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
     torch.save(trainer_state, tmp / STATE_FILE)
-    _fsync_dir(tmp)
+    _fsync_files(tmp)
     if final.exists():  # same step saved twice (e.g. resumed at the end): replace it
         shutil.rmtree(final)
     os.replace(tmp, final)
-    _fsync_dir(root)
     for old in list_checkpoints(run_dir)[:-KEEP_LAST]:
         shutil.rmtree(old, ignore_errors=True)
     return final
 
 
-def _fsync_dir(path: Path) -> None:
+def _fsync_files(path: Path) -> None:
+    """Flushes every file of a directory to disk before it is renamed into place."""
     for f in path.iterdir():
         if f.is_file():
             with open(f, "rb") as fh:
