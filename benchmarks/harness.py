@@ -52,6 +52,11 @@ WALLPAPER_PHOTOS = [
     "backgrounds/seeding_by_Clements_Engelhardt.jpg",
     "backgrounds/sunset_by_Aitzol_Berasategi.jpg",
 ]
+# Photos of ukui-wallpapers and lomiri-wallpapers-20.04 (the rest of those two are drawings).
+EXTRA_PHOTOS = [
+    "backgrounds/Kleiber_by_Lukas_Baubkus.jpg", "backgrounds/Infinite-Sea_by_Aury88.jpg",
+]
+EXTRA_PACKAGES = "ukui-wallpapers lomiri-wallpapers-20.04"
 VAL_IMAGES = ["astronaut", "coffee", "chelsea", "rocket", "camera", "grass", "gravel", "brick"]
 PACKAGES = "plasma-workspace-wallpapers mate-backgrounds lomiri-wallpapers-16.04"
 
@@ -73,6 +78,33 @@ def _largest_image(path: Path) -> Path:
     return max(files, key=lambda p: p.stat().st_size)
 
 
+def _load_photo(rel: str) -> Image.Image:
+    im = Image.open(_largest_image(Path("/usr/share") / rel))
+    im.draft("RGB", (2048, 2048))
+    return im.convert("RGB")
+
+
+def prepare_photos(out: Path, long_sides: tuple[int, ...] = (1024, 512)) -> Path:
+    """The default model's training set: every wallpaper photo at each long side (several
+    scales give the model textures at several sizes). Made once; returns `out`."""
+    if out.is_dir() and any(out.iterdir()):
+        return out
+    rels = WALLPAPER_PHOTOS + EXTRA_PHOTOS
+    missing = [p for p in rels if not (Path("/usr/share") / p).exists()]
+    if missing:
+        sys.exit(f"photos missing ({missing[0]}, ...): apt-get install {PACKAGES} {EXTRA_PACKAGES}")
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.mkdir(parents=True, exist_ok=True)
+    for rel in rels:
+        photo = _load_photo(rel)
+        for side in long_sides:
+            im = photo.copy()
+            im.thumbnail((side, side), Image.Resampling.LANCZOS)
+            im.save(tmp / f"{Path(rel).stem}_{side}.png")
+    tmp.rename(out)
+    return out
+
+
 def prepare_data() -> tuple[Path, Path]:
     """bench_runs/data/{train,val}; made once."""
     train, val = RUNS / "data" / "train", RUNS / "data" / "val"
@@ -82,10 +114,7 @@ def prepare_data() -> tuple[Path, Path]:
             sys.exit(f"benchmark photos missing ({missing[0]}, ...): apt-get install {PACKAGES}")
         train.mkdir(parents=True, exist_ok=True)
         for rel in WALLPAPER_PHOTOS:
-            src = _largest_image(Path("/usr/share") / rel)
-            im = Image.open(src)
-            im.draft("RGB", (1536, 1536))
-            im = im.convert("RGB")
+            im = _load_photo(rel)
             im.thumbnail((768, 768), Image.Resampling.LANCZOS)
             im.save(train / f"{Path(rel).stem}.png")
     if not val.is_dir() or not any(val.iterdir()):

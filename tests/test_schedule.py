@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from lddpm.config import DiffusionConfig
+from lddpm.diffusion.denoiser import Parameterisation
 from lddpm.diffusion.samplers import (
     SamplerSpec,
-    _clean_estimate,
     ddim_step,
     ddpm_step,
     model_evaluations,
@@ -213,9 +213,19 @@ def test_select_timesteps_rejects_bad_arguments():
 
 
 # ---------------------------------------------------------------------------------- samplers
-def _fake_denoiser(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+def _fake_eps(x_t: torch.Tensor, t: np.ndarray) -> torch.Tensor:
     """A smooth, t-dependent stand-in for eps_theta, so x0-hat varies and clipping bites."""
-    return torch.tanh(0.7 * x_t + 0.02 * t.to(x_t.dtype).reshape(-1, 1, 1, 1))
+    return torch.tanh(0.7 * x_t + 0.02 * torch.as_tensor(t).to(x_t.dtype).reshape(-1, 1, 1, 1))
+
+
+def _denoiser(sched: Schedule, clip: float | None = 1.0, eps_fn=_fake_eps):
+    """An eps function as the samplers' (x0-hat, eps) contract, clipped like the Denoiser."""
+    param = Parameterisation(sched, "image", "eps")
+
+    def denoise(x_t, t):
+        return param.split(x_t, t, eps_fn(x_t, t), clip="hard" if clip else None)
+
+    return denoise
 
 
 @pytest.mark.parametrize("clip", [None, 1.0])
@@ -223,7 +233,7 @@ def test_ddim_eta1_full_grid_step_equals_ddpm_step(clip):
     sched = _sched()
     for t in range(T):
         x_t = 1.5 * _randn(2, 3, 4, 4, seed=100 + t)
-        x0, eps = _clean_estimate(_fake_denoiser, sched, x_t, t, clip)
+        x0, eps = _denoiser(sched, clip)(x_t, np.full(x_t.shape[0], t))
         g_ddpm = torch.Generator().manual_seed(t)
         g_ddim = torch.Generator().manual_seed(t)
         a = ddpm_step(sched, x_t, x0, t - 1, t, g_ddpm)
@@ -238,10 +248,10 @@ def test_ddim_eta1_full_grid_chain_equals_ddpm_chain(clip):
     sched = _sched("cosine")
     x_T = _randn(2, 3, 4, 4, seed=9)
     run = lambda spec: sample(
-        _fake_denoiser, x_T.shape, sched, spec, torch.Generator().manual_seed(1), x_T=x_T
+        _denoiser(sched, clip), x_T.shape, sched, spec, torch.Generator().manual_seed(1), x_T=x_T
     )
-    ddpm = run(SamplerSpec("ddpm", clip=clip))
-    ddim = run(SamplerSpec("ddim", steps=T, eta=1.0, clip=clip))
+    ddpm = run(SamplerSpec("ddpm"))
+    ddim = run(SamplerSpec("ddim", steps=T, eta=1.0))
     torch.testing.assert_close(ddpm, ddim, rtol=1e-8, atol=1e-8)
 
 
@@ -251,11 +261,11 @@ def test_ddim_eta0_is_deterministic_given_x_T():
     x_T = _randn(2, 3, 4, 4, seed=10)
     g1, g2 = torch.Generator().manual_seed(1), torch.Generator().manual_seed(2)
     before = g1.get_state()
-    a = sample(_fake_denoiser, x_T.shape, sched, spec, g1, x_T=x_T)
-    b = sample(_fake_denoiser, x_T.shape, sched, spec, g2, x_T=x_T)
+    a = sample(_denoiser(sched), x_T.shape, sched, spec, g1, x_T=x_T)
+    b = sample(_denoiser(sched), x_T.shape, sched, spec, g2, x_T=x_T)
     assert torch.equal(a, b)
     assert torch.equal(g1.get_state(), before)  # eta = 0 draws no random numbers
-    c = sample(_fake_denoiser, x_T.shape, sched, spec, g1, x_T=_randn(2, 3, 4, 4, seed=11))
+    c = sample(_denoiser(sched), x_T.shape, sched, spec, g1, x_T=_randn(2, 3, 4, 4, seed=11))
     assert not torch.allclose(a, c)
 
 
@@ -263,7 +273,7 @@ def test_ddpm_same_seed_repeats_different_seed_differs():
     sched = _sched()
     x_T = _randn(1, 3, 4, 4, seed=12)
     run = lambda seed: sample(
-        _fake_denoiser,
+        _denoiser(sched),
         x_T.shape,
         sched,
         SamplerSpec("ddpm"),
@@ -290,10 +300,12 @@ def test_samplers_count_model_evaluations(spec, expected):
     sched = _sched()
     seen: list[int] = []
 
+    denoise = _denoiser(sched)
+
     def counting(x_t, t):
-        assert t.shape == (2,) and t.dtype == torch.long and torch.all(t == t[0])
+        assert t.shape == (2,) and t.dtype == np.int64 and np.all(t == t[0])
         seen.append(int(t[0]))
-        return _fake_denoiser(x_t, t)
+        return denoise(x_t, t)
 
     out = sample(counting, (2, 3, 4, 4), sched, spec, torch.Generator().manual_seed(0))
     assert out.shape == (2, 3, 4, 4)
@@ -307,8 +319,7 @@ def test_every_sampler_recovers_a_point_mass_with_the_ideal_denoiser():
     sched = _sched("cosine")
     target = 0.9 * torch.tanh(_randn(1, 3, 4, 4, seed=13))
 
-    def ideal(x_t, t):
-        return eps_from_x0(sched, x_t, t.numpy(), target.expand_as(x_t))
+    ideal = _denoiser(sched, None, lambda x_t, t: eps_from_x0(sched, x_t, t, target.expand_as(x_t)))
 
     for spec in (
         SamplerSpec("ddpm"),
@@ -323,7 +334,7 @@ def test_every_sampler_recovers_a_point_mass_with_the_ideal_denoiser():
 def test_ddpm_with_other_step_count_raises():
     with pytest.raises(ValueError, match="ddim"):
         sample(
-            _fake_denoiser, (1, 3, 4, 4), _sched(), SamplerSpec("ddpm", steps=10), torch.Generator()
+            _denoiser(_sched()), (1, 3, 4, 4), _sched(), SamplerSpec("ddpm", steps=10), torch.Generator()
         )
     assert model_evaluations(_sched(), SamplerSpec("ddpm", steps=T)) == T
 
@@ -336,7 +347,7 @@ def test_ddim_default_step_count_fits_the_schedule(timesteps, expected):
 
 def test_unknown_sampler_raises():
     with pytest.raises(ValueError, match="ddpm, ddim, lddpm"):
-        sample(_fake_denoiser, (1, 3, 4, 4), _sched(), SamplerSpec("euler"), torch.Generator())
+        sample(_denoiser(_sched()), (1, 3, 4, 4), _sched(), SamplerSpec("euler"), torch.Generator())
 
 
 def test_v_prediction_round_trip_recovers_eps_and_x0_exactly():

@@ -1,4 +1,4 @@
-"""`lddpm` command line: train | upscale | evaluate | degrade | presets.
+"""`lddpm` command line: train | upscale | evaluate | degrade | presets | models | export.
 
 Exit codes: 0 success, 2 bad input or usage (one line, no traceback), 1 internal error.
 Each subcommand lives in `lddpm.commands.<name>` with `add_arguments(parser)` and `run(args)`.
@@ -16,10 +16,12 @@ from lddpm.errors import UserError
 # name -> one-line help. A plain dict: the error for an unknown command lists these.
 COMMANDS: dict[str, str] = {
     "train": "train a model on a folder of photos (resumable)",
-    "upscale": "super-resolve images with a trained checkpoint",
+    "upscale": "super-resolve images (the shipped x4 model by default)",
     "evaluate": "PSNR/SSIM/LR-PSNR (and more) of a checkpoint on a dataset",
     "degrade": "make an LR set from HR images (bicubic or BSRGAN degradations)",
     "presets": "list the named presets with parameter counts",
+    "models": "list the models shipped in the package",
+    "export": "write an inference-only copy of a checkpoint (bf16 weights, sampling defaults)",
 }
 
 

@@ -18,6 +18,14 @@ import yaml
 from lddpm.errors import UserError
 
 
+PREDICTIONS = ("eps", "v", "x0")
+# x4 residual HR - bicubic(LR) has a std of about RESIDUAL_STD_X4 in [-1, 1] units on the
+# training photos (`python benchmarks/recipe.py --measure-only`); scaling it by this factor gives
+# it about the spread of an image in [-1, 1] (std 0.5).
+RESIDUAL_SCALE = 8.0
+# The preset of the shipped model (src/lddpm/pretrained/).
+DEFAULT_PRESET = "photo+res"
+
 # ----------------------------------------------------------------------------------------------
 # The sections
 # ----------------------------------------------------------------------------------------------
@@ -34,6 +42,10 @@ class UNetConfig:
     dropout: float = 0.2
     groups: int = 32
     heads: int = 4
+    # Pixel-unshuffle factor at the input (Hoogeboom et al., "simple diffusion"): the UNet
+    # runs at H/f x W/f on 6 f^2 channels and pixel-shuffles its output back, so a factor
+    # of 2 costs about a quarter of the compute per HR pixel. 1 = the paper's UNet.
+    unshuffle: int = 1
 
 
 @dataclass
@@ -85,10 +97,15 @@ class DiffusionConfig:
     beta_end: float = 0.02
     # What x0 is: the HR image, or the residual HR - bicubic-up(LR) (as SRDiff does).
     target: str = "image"  # image | residual
-    # What the network outputs: eps (the paper's Eq. 7) or v = sqrt(ab) eps - sqrt(1-ab) x0
-    # (Salimans & Ho), whose x0 estimate stays bounded at large t: much better few-step
-    # samples from short trainings (measured in docs/ablation_conditioning.md).
-    prediction: str = "eps"  # eps | v
+    # The residual is multiplied by this before diffusion (and divided back after): a raw
+    # x4 residual has a standard deviation of about 0.06 against unit noise, so the forward
+    # process buries it at almost every t. 1.0 = unscaled (checkpoints written before the
+    # option existed). `benchmarks/recipe.py` measures the residual's std and the choice.
+    residual_scale: float = 1.0
+    # What the network outputs: eps (the paper's Eq. 7), v = sqrt(ab) eps - sqrt(1-ab) x0
+    # (Salimans & Ho), whose x0 estimate stays bounded at large t, or x0 itself.
+    # lddpm.diffusion.denoiser.Parameterisation is the one place that interprets it.
+    prediction: str = "eps"  # eps | v | x0
 
 
 @dataclass
@@ -231,6 +248,29 @@ def _size_tiny(c: Config) -> None:
     c.data.batch_size, c.data.crop = 4, 32
 
 
+def _size_photo(c: Config) -> None:
+    """The shipped x4 model's network: a UNet behind a 4x pixel-unshuffle, so it runs at the
+    LR resolution (as SR networks of the EDSR/ESRGAN family do) and trains on 128 px crops
+    faster than `small` on 64 px ones (docs/recipe.md measures it against `small`)."""
+    c.model.unet = UNetConfig(
+        inner_channels=64, channel_mults=(1, 1, 2, 2), res_blocks=2, attn_levels=(3,),
+        dropout=0.0, groups=16, heads=4, unshuffle=4,
+    )
+    c.model.encoder.channels, c.model.cvae.hidden, c.model.glow.hidden = 64, 64, 64
+    c.gan.d_channels = 32
+    c.train.lr, c.train.ema_decay, c.train.warmup_steps = 2e-4, 0.999, 200
+    c.train.checkpoint_every, c.train.val_every = 250, 1000
+    c.data.batch_size, c.data.crop = 16, 128
+
+
+def _part_res(c: Config) -> None:
+    """The measured recipe (docs/recipe.md): the residual over bicubic as x0, scaled to about
+    an image's spread, and v-prediction."""
+    c.diffusion.target = "residual"
+    c.diffusion.residual_scale = RESIDUAL_SCALE
+    c.diffusion.prediction = "v"
+
+
 def _part_v1(c: Config) -> None:
     """LR stacked on the noisy image only: the SR3 baseline."""
     c.model.encoder.enabled = False
@@ -265,10 +305,12 @@ def _part_sl(c: Config) -> None:
 SIZES: dict[str, tuple[typing.Callable[[Config], None], str]] = {
     "paper": (_size_paper, "Table 1 UNet: 64 channels, mults (1,2,4,8,8), 2 blocks, dropout 0.2"),
     "small": (_size_small, "CPU-sized UNet (32 ch, mults 1,2,4,4) that the benchmarks train"),
+    "photo": (_size_photo, "the shipped x4 model's size: 64 ch, mults 1,1,2,2 behind a 4x pixel-unshuffle"),
     "tiny": (_size_tiny, "seconds-per-step UNet (16 ch, mults 1,2,2) for tests and smoke runs"),
 }
 
 PARTS: dict[str, tuple[typing.Callable[[Config], None], str]] = {
+    "res": (_part_res, "the measured recipe: scaled residual target, v-prediction (docs/recipe.md)"),
     "v1": (_part_v1, "LR stacked on the noisy input (SR3 baseline, Table 6 V1)"),
     "v2": (_part_v2, "+ LR encoder with adaptive cross-attention (Eq. 8, Table 6 V2)"),
     "v3": (_part_v3, "+ conditional VAE branch (Eq. 9-11, Table 6 V3)"),
@@ -319,7 +361,7 @@ def validate(cfg: Config) -> None:
     choices = {
         "diffusion.schedule": (cfg.diffusion.schedule, ("linear", "cosine")),
         "diffusion.target": (cfg.diffusion.target, ("image", "residual")),
-        "diffusion.prediction": (cfg.diffusion.prediction, ("eps", "v")),
+        "diffusion.prediction": (cfg.diffusion.prediction, PREDICTIONS),
         "gan.timestep_rule": (cfg.gan.timestep_rule, ("uniform", "quadratic")),
         "loss.backbone": (cfg.loss.backbone, ("vgg19", "mobilenet_v2")),
         "loss.time_weighting": (cfg.loss.time_weighting, ("none", "alphabar")),
@@ -332,6 +374,10 @@ def validate(cfg: Config) -> None:
             raise UserError(f"{key}={value!r} is not one of: {', '.join(valid)}")
     if cfg.model.glow.enabled and not cfg.model.cvae.enabled:
         raise UserError("the glow part models the CVAE latent: add v3 (e.g. small+v3+glow)")
+    if cfg.diffusion.residual_scale <= 0:
+        raise UserError(f"diffusion.residual_scale must be > 0, got {cfg.diffusion.residual_scale}")
+    if cfg.model.unet.unshuffle < 1:
+        raise UserError(f"model.unet.unshuffle must be >= 1, got {cfg.model.unet.unshuffle}")
     if cfg.data.scale < 1:
         raise UserError(f"data.scale must be >= 1, got {cfg.data.scale}")
     if not 1 <= cfg.gan.steps <= cfg.diffusion.timesteps:

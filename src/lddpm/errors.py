@@ -6,3 +6,21 @@ class UserError(Exception):
 
     The CLI prints `lddpm: error: <message>` and exits with code 2, never a traceback.
     """
+
+
+def display_path(path) -> str:
+    """A path as reports and messages show it: relative to the current directory when inside
+    it, else with the home directory as `~`, never from a machine's absolute root."""
+    import os
+    from pathlib import Path
+
+    p = Path(path).absolute()
+    try:
+        return str(p.relative_to(Path.cwd()))
+    except ValueError:
+        pass
+    home = Path.home()
+    try:
+        return "~/" + str(p.relative_to(home))
+    except ValueError:
+        return os.path.relpath(p)

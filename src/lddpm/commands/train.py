@@ -20,6 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--val-data", help="folder of HR validation images (default: --data)")
     parser.add_argument("--max-steps", type=int, help="the run's total number of steps")
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --output")
+    parser.add_argument("--init-from", metavar="CKPT",
+                        help="start from these weights (a checkpoint, run, export or shipped model "
+                             "name) with a fresh optimiser; a resumed run ignores it")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
 
@@ -61,10 +64,16 @@ def run(args: argparse.Namespace) -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda: no CUDA device is available")
     cfg = _config(args, output)
+    init_from = None
+    if args.init_from:
+        from lddpm.pretrained import resolve_model
+
+        init_from = resolve_model(args.init_from)
     output.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(
         cfg, data, output, Path(args.val_data) if args.val_data else None,
         device=args.device, resume=args.resume, progress=not args.no_progress,
+        init_from=init_from,
     )
     if trainer.step >= cfg.train.max_steps:
         print(f"already at step {trainer.step} >= --max-steps {cfg.train.max_steps}: nothing to do")

@@ -3,10 +3,11 @@
 Each loss returns `(total, terms)` where `terms` maps a name to the *weighted* contribution of
 that term, so that `sum(terms.values()) == total` (what the progress bar and TensorBoard show).
 
-    x0 = hr (target "image") or hr - up (target "residual", as SRDiff); all (B,3,H,W) in [-1,1]
+    x0 = hr (target "image") or (hr - up) * residual_scale (target "residual", as SRDiff);
+    all (B,3,H,W); lddpm.diffusion.denoiser.Parameterisation owns these conversions.
 
 L_DDPM (Eq. 7):   t ~ U{0..T-1}, eps ~ N(0, I), || eps - eps_theta(sqrt(ab_t) x0 + sqrt(1-ab_t) eps) ||^2
-                  (with diffusion.prediction=v the network predicts v = sqrt(ab) eps - sqrt(1-ab) x0)
+                  (or the v / x0 target of diffusion.prediction)
 Few-step chain:   k ~ U{1..K}; real pair (x_{tau_{k-1}}, x_{tau_k}) from the forward process;
                   fake: x0-hat from eps_theta with z from the prior, x'_{tau_{k-1}} ~ q(. | x_{tau_k}, x0-hat)
                   (Eq. 14-15); D(x_prev, x_t, t, up) scores both (Eq. 13).
@@ -22,32 +23,16 @@ import torch
 import torch.nn.functional as F
 
 from lddpm.config import Config
+from lddpm.diffusion.denoiser import Parameterisation
 from lddpm.diffusion.schedule import (
     Schedule,
     posterior_mean_var,
-    predict_x0,
     q_sample,
     q_step,
     select_timesteps,
-    to_eps,
-    v_target,
 )
 from lddpm.models.discriminator import d_loss, g_loss, r1_penalty
 from lddpm.models.lddpm import Condition, LDDPMNet
-
-
-def to_target(hr: torch.Tensor, up: torch.Tensor, target: str) -> torch.Tensor:
-    """The diffusion's x0: the HR image, or the residual over the bicubic upsampling."""
-    return hr - up if target == "residual" else hr
-
-
-def to_image(x0: torch.Tensor, up: torch.Tensor, target: str) -> torch.Tensor:
-    return x0 + up if target == "residual" else x0
-
-
-def x0_clip(target: str) -> float:
-    """Range of x0: images live in [-1, 1], residuals in [-2, 2]."""
-    return 2.0 if target == "residual" else 1.0
 
 
 @dataclass
@@ -65,8 +50,7 @@ class Objective:
         self.cfg = cfg
         self.sched = sched
         self.perceptual = perceptual
-        self.target = cfg.diffusion.target
-        self.prediction = cfg.diffusion.prediction
+        self.param = Parameterisation.from_config(cfg.diffusion, sched)
         self.taus = select_timesteps(sched.timesteps, cfg.gan.steps, cfg.gan.timestep_rule)
 
     # ------------------------------------------------------------------ helpers
@@ -88,12 +72,11 @@ class Objective:
         x_t = q_sample(self.sched, x0, t, noise)
         out, kl = net.forward_train(x_t, torch.as_tensor(t, device=x0.device), cond, x0, gen)
         out = out.float()
-        target = noise if self.prediction == "eps" else v_target(self.sched, x0, t, noise)
-        terms = {"ddpm": F.mse_loss(out, target.float())}  # Eq. 7 (or its v form)
+        target = self.param.loss_target(x0, t, noise)
+        terms = {"ddpm": F.mse_loss(out, target.float())}  # Eq. 7 (or its v / x0 form)
         if net.cvae is not None:
             terms["kl"] = kl.float().mean()
-        eps = to_eps(self.sched, self.prediction, x_t.float(), t, out)
-        x0_hat = predict_x0(self.sched, x_t.float(), t, eps)
+        x0_hat, _ = self.param.split(x_t.float(), t, out, clip=None)
         return terms, x0_hat, t
 
     def perceptual_terms(
@@ -105,7 +88,7 @@ class Objective:
             return {}
         from lddpm.models.perceptual import time_weight
 
-        image_hat = to_image(x0_hat, up, self.target)
+        image_hat = self.param.to_image(x0_hat, up)
         ab = torch.as_tensor(self.sched.alphabar_at(t), dtype=torch.float32, device=hr.device)
         w = time_weight(ab, lc.time_weighting)
         terms = {}
@@ -128,10 +111,8 @@ class Objective:
         x_t = q_step(self.sched, x_prev, s, t, self._randn(x0, gen))
         tt = torch.as_tensor(t, device=x0.device)
         out = net(x_t, tt, cond, self._prior_noise(net, x0, gen))  # z from the prior
-        eps = to_eps(self.sched, self.prediction, x_t, t, out.float())
-        x0_hat = predict_x0(self.sched, x_t, t, eps).clamp(
-            -x0_clip(self.target), x0_clip(self.target)
-        )
+        # straight-through: the clamp bounds x0-hat but keeps the adversarial gradient
+        x0_hat, _ = self.param.split(x_t, t, out.float(), clip="straight_through")
         mean, var = posterior_mean_var(self.sched, x0_hat, x_t, s, t)  # Eq. 15
         x_fake = mean + var.sqrt() * self._randn(x0, gen)
         return ChainPair(x_prev, x_t, tt, x_fake)
@@ -148,7 +129,7 @@ class Objective:
         """Eq. 18 for the denoiser: (total, weighted terms)."""
         lc = self.cfg.loss
         cond = net.condition(batch["lr"], references)
-        x0 = to_target(batch["hr"], cond.up, self.target)
+        x0 = self.param.x0_from_image(batch["hr"], cond.up)
         raw, x0_hat, t = self.ddpm_terms(net, x0, cond, gen)
         raw.update(self.perceptual_terms(x0_hat, batch["hr"], cond.up, t))
         if disc is not None:
@@ -169,7 +150,7 @@ class Objective:
         """Eq. 13 for D on detached fakes, plus the lazy R1 penalty on real pairs."""
         with torch.no_grad():
             cond = net.condition(batch["lr"])
-            x0 = to_target(batch["hr"], cond.up, self.target)
+            x0 = self.param.x0_from_image(batch["hr"], cond.up)
             pair = self.chain_pair(net, x0, cond, gen)
         x_real = pair.x_prev_real.detach().requires_grad_(with_r1)
         real = disc(x_real, pair.x_t, pair.t, cond.up).float()

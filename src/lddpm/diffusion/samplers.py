@@ -2,11 +2,12 @@
 
 All three share one interface and one loop shape:
 
-    x0 = sample(denoise, shape, sched, sampler="ddim", steps=20, generator=g, eta=0.0)
+    x0 = sample(denoise, shape, sched, SamplerSpec("ddim", steps=20, eta=0.0), generator)
 
-`denoise(x_t, t) -> eps` closes over the condition (LR, tokens, z) and the network; t is a
-(B,) long tensor. Every random number comes from `generator`, so a seed fixes the sample.
-The step count is chosen here, at sampling time, never baked into a checkpoint.
+`denoise(x_t, t) -> (x0-hat, eps)` is a `lddpm.diffusion.denoiser.Denoiser` (it owns the
+parameterisation and the clip) or any function of that shape; t is a (B,) int64 array.
+Every random number comes from `generator`, so a seed fixes the sample. The step count is
+chosen here, at sampling time, never baked into a checkpoint.
 """
 
 from __future__ import annotations
@@ -17,16 +18,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from lddpm.diffusion.schedule import (
-    Schedule,
-    _column,
-    eps_from_x0,
-    posterior_mean_var,
-    predict_x0,
-    select_timesteps,
-)
+from lddpm.diffusion.schedule import Schedule, _column, posterior_mean_var, select_timesteps
 
-Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+DenoiseFn = Callable[[torch.Tensor, np.ndarray], tuple[torch.Tensor, torch.Tensor]]
 SAMPLERS = ("ddpm", "ddim", "lddpm")
 
 
@@ -35,25 +29,11 @@ class SamplerSpec:
     name: str = "ddim"
     steps: int | None = None  # None: ddpm -> T, ddim -> min(50, T), lddpm -> the trained K
     eta: float = 0.0
-    clip: float | None = 1.0  # clamp x0-hat to [-clip, clip]; None = no clamp
     timestep_rule: str = "uniform"
 
 
 def _randn(shape, generator, like: torch.Tensor) -> torch.Tensor:
     return torch.randn(shape, generator=generator, device=like.device, dtype=like.dtype)
-
-
-def _clean_estimate(
-    denoise: Denoiser, sched: Schedule, x_t: torch.Tensor, t: int, clip: float | None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """One network evaluation -> (x0-hat, eps consistent with the clamped x0-hat)."""
-    tt = np.full(x_t.shape[0], t)
-    eps = denoise(x_t, torch.as_tensor(tt, device=x_t.device))
-    x0 = predict_x0(sched, x_t, tt, eps)
-    if clip is not None:
-        x0 = x0.clamp(-clip, clip)
-        eps = eps_from_x0(sched, x_t, tt, x0)
-    return x0, eps
 
 
 def ddpm_step(sched, x_t, x0, s, t, generator):
@@ -85,14 +65,13 @@ def timesteps_for(sched: Schedule, spec: SamplerSpec) -> np.ndarray:
                 f"for {steps} steps use --sampler ddim"
             )
         return np.arange(sched.timesteps - 1, -1, -1)
-    # Fix (tests): a bare 50 crashed ddim (ValueError) on schedules shorter than 50 steps.
     steps = spec.steps or min(50, sched.timesteps)
     return select_timesteps(sched.timesteps, steps, spec.timestep_rule)[::-1]
 
 
 @torch.no_grad()
 def sample(
-    denoise: Denoiser,
+    denoise: DenoiseFn,
     shape: tuple[int, ...],
     sched: Schedule,
     spec: SamplerSpec,
@@ -108,7 +87,7 @@ def sample(
     x = x_T if x_T is not None else torch.randn(shape, generator=generator, device=device)
     for i, t in enumerate(taus):
         s = int(taus[i + 1]) if i + 1 < len(taus) else -1
-        x0, eps = _clean_estimate(denoise, sched, x, int(t), spec.clip)
+        x0, eps = denoise(x, np.full(x.shape[0], int(t), dtype=np.int64))
         if spec.name == "ddim":
             x = ddim_step(sched, x, x0, eps, s, int(t), spec.eta, generator)
         else:  # ddpm (s = t-1) and lddpm (respaced K-step chain): posterior sampling

@@ -1,5 +1,9 @@
 """Conditional UNet eps_theta (Table 1): input concat(x_t, bicubic-up(LR)), output eps.
 
+With `unshuffle = f > 1` the input is pixel-unshuffled to (B, 6 f^2, H/f, W/f) and the output
+pixel-shuffled back from (B, 3 f^2, H/f, W/f): the same function of HR-sized tensors, run at
+a lower resolution (Hoogeboom et al., "simple diffusion").
+
 Split in two halves so that the LDDPM assembly can act on the encoder output F_X between
 them (the CVAE fusion of Eq. 9-11 and the Glow prior's context c):
 
@@ -47,7 +51,8 @@ class UNet(nn.Module):
         emb_dim = 4 * ch
         self.levels = len(mults)
         self.time_mlp = nn.Sequential(nn.Linear(ch, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
-        self.inp = nn.Conv2d(in_channels, ch, 3, padding=1)
+        f2 = cfg.unshuffle**2
+        self.inp = nn.Conv2d(in_channels * f2, ch, 3, padding=1)
 
         block = lambda a, b: ResBlock(a, b, emb_dim, g, cfg.dropout)
         attn = lambda c: SelfAttention(c, cfg.heads, g)
@@ -83,7 +88,9 @@ class UNet(nn.Module):
                 stage.append(Upsample(c))
             self.up.append(stage)
 
-        self.out = nn.Sequential(norm(c, g), nn.SiLU(), zero_init(nn.Conv2d(c, out_channels, 3, padding=1)))
+        self.out = nn.Sequential(
+            norm(c, g), nn.SiLU(), zero_init(nn.Conv2d(c, out_channels * f2, 3, padding=1))
+        )
 
         # Cross-attention sites (Eq. 8): "mid" after the bottleneck, "upN" at the end of
         # decoder level N counted from the lowest. Absent sites have no modules at all.
@@ -94,8 +101,8 @@ class UNet(nn.Module):
 
     @property
     def downsampling(self) -> int:
-        """Total downsampling factor: HR sizes must be a multiple of this."""
-        return 2 ** (self.levels - 1)
+        """Total downsampling factor (unshuffle included): HR sizes must be a multiple of this."""
+        return self.cfg.unshuffle * 2 ** (self.levels - 1)
 
     def _site_channels(self, site: str) -> int:
         if site == "mid":
@@ -110,7 +117,7 @@ class UNet(nn.Module):
     ) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
         """x_t, up: (B,3,H,W); t: (B,) -> F_X (B,C_mid,H/2^L,W/2^L), skips, emb (B,4*ch)."""
         emb = self.time_mlp(timestep_embedding(t, self.cfg.inner_channels))
-        h = self.inp(torch.cat([x_t, up], dim=1))
+        h = self.inp(_unshuffle(torch.cat([x_t, up], dim=1), self.cfg.unshuffle))
         skips = [h]
         for stage in self.down:
             for layer in stage:
@@ -143,7 +150,8 @@ class UNet(nn.Module):
                     h = layer(h)
             if not isinstance(stage[-1], Upsample):
                 h = self._cross(f"up{k}", h, tokens)
-        return self.out(h)
+        out = self.out(h)
+        return F.pixel_shuffle(out, self.cfg.unshuffle) if self.cfg.unshuffle > 1 else out
 
     def _cross(self, site: str, h: torch.Tensor, tokens: torch.Tensor | None) -> torch.Tensor:
         if site in self.cross and tokens is not None:
@@ -153,6 +161,10 @@ class UNet(nn.Module):
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
         h, skips, emb = self.encode(x_t, t, up)
         return self.decode(h, skips, emb)
+
+
+def _unshuffle(x: torch.Tensor, factor: int) -> torch.Tensor:
+    return F.pixel_unshuffle(x, factor) if factor > 1 else x
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:

@@ -120,6 +120,44 @@ def read_meta(ckpt: Path) -> dict[str, Any]:
     return meta
 
 
+def weights_file(cdir: Path, use_ema: bool = True) -> Path:
+    """The weights inference loads: the EMA by default; an export holds only those."""
+    if use_ema and not (cdir / EMA_FILE).is_file() and read_meta(cdir).get("export"):
+        return cdir / MODEL_FILE
+    return cdir / (EMA_FILE if use_ema else MODEL_FILE)
+
+
+def export_checkpoint(
+    source: Path,
+    out: Path,
+    dtype: torch.dtype = torch.bfloat16,
+    inference: dict[str, Any] | None = None,
+    drop_prefixes: tuple[str, ...] = ("cvae.posterior.",),
+) -> Path:
+    """An inference-only directory: the EMA weights in `dtype` (without the training-only
+    CVAE posterior) as model.safetensors, and config.json marked `export` with the
+    sampling defaults. Written to a temporary directory and renamed into place."""
+    cdir = resolve_checkpoint(source)
+    meta = read_meta(cdir)
+    state = load_file(str(weights_file(cdir, True)))
+    state = {k: v.to(dtype) if v.is_floating_point() else v
+             for k, v in state.items() if not k.startswith(drop_prefixes)}
+    meta.update(export=True, exported_from_step=meta.get("step"), lddpm_version=__version__)
+    if inference is not None:
+        meta["inference"] = inference
+    out = Path(out)
+    tmp = out.with_name(f".tmp-{out.name}-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file(state, str(tmp / MODEL_FILE))
+    (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
+    _fsync_files(tmp)
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    return out
+
+
 def read_config(ckpt: Path) -> Config:
     return config_from_dict(read_meta(ckpt)["config"])
 

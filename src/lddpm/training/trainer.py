@@ -25,9 +25,10 @@ from lddpm.data.datasets import EvalFolder, HRFolder
 from lddpm.data.pipeline import Degradation
 from lddpm.diffusion.objective import Objective
 from lddpm.diffusion.schedule import Schedule
-from lddpm.errors import UserError
+from lddpm.errors import UserError, display_path
 from lddpm.models.discriminator import TimeDiscriminator
 from lddpm.models.lddpm import LDDPMNet
+from lddpm.precision import resolve_precision
 from lddpm.training import checkpoint as ckpt
 
 STEP_SEED_STRIDE = 1_000_003  # separates the per-step seeds of runs with different seeds
@@ -80,27 +81,6 @@ def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
         e.copy_(b)
 
 
-def cpu_has_fast_bf16() -> bool:
-    """AVX-512 BF16 or AMX: the CPUs where bf16 autocast pays off (elsewhere it is emulated)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
-    """None = fp32. 'auto' picks bf16 where the hardware has fast bf16 (measured on an
-    AVX-512 BF16 CPU by benchmarks/speed.py: see docs/speed.md)."""
-    if precision == "fp32":
-        return None
-    if precision == "bf16":
-        return torch.bfloat16
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
-    return torch.bfloat16 if cpu_has_fast_bf16() else None
-
-
 def build_model(cfg: Config) -> LDDPMNet:
     return LDDPMNet(cfg.model, cfg.data.scale)
 
@@ -130,6 +110,7 @@ class Trainer:
         device: str = "cpu",
         resume: bool = False,
         progress: bool = True,
+        init_from: Path | None = None,
     ):
         self.cfg, self.output, self.progress = cfg, Path(output), progress
         self.device = torch.device(device)
@@ -153,7 +134,11 @@ class Trainer:
             self.opt, lr_lambda(cfg.train.warmup_steps, cfg.train.max_steps)
         )
         self.step = 0
-        if resume:
+        if resume and ckpt.list_checkpoints(self.output):
+            self._restore()
+        elif init_from is not None:
+            self._initialise_from(Path(init_from))
+        elif resume:
             self._restore()
         self.dataset = self._dataset(data_dir)
         self.val_set = self._val_set(val_dir or data_dir)
@@ -192,10 +177,19 @@ class Trainer:
             self.output, self.step, self.cfg, self.model, self.ema, self._trainer_state(), self.disc
         )
 
+    def _initialise_from(self, source: Path) -> None:
+        """`--init-from`: the weights (EMA, or an export's) of another run into model and EMA,
+        with a fresh optimiser and schedule (pre-train, then fine-tune)."""
+        cdir = ckpt.resolve_checkpoint(source)
+        weights = ckpt.weights_file(cdir, use_ema=True)
+        ckpt.load_weights(self.model, weights, ("cvae.posterior.",))
+        ckpt.load_weights(self.ema, weights, ("cvae.posterior.",))
+        tqdm.write(f"lddpm: initialised from {display_path(cdir)} (fresh optimiser, step 0)")
+
     def _restore(self) -> None:
         found = ckpt.list_checkpoints(self.output)
         if not found:
-            tqdm.write(f"lddpm: no checkpoint in {self.output}: starting from step 0")
+            tqdm.write(f"lddpm: no checkpoint in {display_path(self.output)}: starting from step 0")
             return
         path = found[-1]
         saved = ckpt.read_config(path)
@@ -213,7 +207,7 @@ class Trainer:
             self.d_opt.load_state_dict(state["d_optimizer"])
         torch.set_rng_state(state["torch_rng"])
         self.step = int(state["step"])
-        tqdm.write(f"lddpm: resumed from {path} at step {self.step}")
+        tqdm.write(f"lddpm: resumed from {display_path(path)} at step {self.step}")
 
     # ---------------------------------------------------------------- loop
     def _loader(self) -> Iterator[dict]:
@@ -276,7 +270,7 @@ class Trainer:
                    disable=not self.progress, dynamic_ncols=True)
         batches = self._loader()
         last = None
-        started = time.time()
+        started, self._first_step = time.time(), self.step
         try:
             while self.step < max_steps:
                 logs = self._train_step(next(batches))
@@ -301,6 +295,10 @@ class Trainer:
             self.writer.add_scalar(f"train/{k}", v, self.step)
         shown = {k: f"{v:.4f}" for k, v in logs.items() if k in ("loss", "ddpm", "kl", "adv", "d_adv", "content", "style")}
         bar.set_postfix(shown, refresh=False)
+        if not self.progress:  # a log file instead of a bar: one line per log period
+            rate = (self.step - self._first_step) / max(time.time() - started, 1e-9)
+            items = " ".join(f"{k} {v}" for k, v in shown.items())
+            print(f"step {self.step} {items} lr {logs['lr']:.2e} {rate:.2f} step/s", flush=True)
 
     # ---------------------------------------------------------------- validation
     def validate(self) -> float:

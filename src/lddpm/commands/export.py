@@ -1,0 +1,47 @@
+"""`lddpm export CKPT OUT`: an inference-only directory (EMA weights in bf16/fp16, no
+optimiser, no CVAE posterior) that `Upscaler.from_pretrained(OUT)` and `--checkpoint OUT` load.
+
+    lddpm export runs/default src/lddpm/pretrained/lddpm-x4 --sampler ddim --steps 4 --consistency end
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from lddpm.diffusion.consistency import CONSISTENCY
+from lddpm.diffusion.samplers import SAMPLERS
+from lddpm.errors import UserError, display_path
+
+DTYPES = ("bf16", "fp16", "fp32")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", help="checkpoint or run directory (its newest checkpoint)")
+    parser.add_argument("output", help="directory to write")
+    parser.add_argument("--dtype", default="bf16", choices=DTYPES, help="weight storage type")
+    parser.add_argument("--sampler", choices=list(SAMPLERS), help="default sampler of the export")
+    parser.add_argument("--steps", type=int, help="default steps of the export")
+    parser.add_argument("--consistency", choices=list(CONSISTENCY), help="default LR consistency")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from lddpm.inference import Upscaler
+    from lddpm.training import checkpoint as ckpt
+
+    out = Path(args.output)
+    if out.exists() and not args.overwrite:
+        raise UserError(f"{display_path(out)} exists; pass --overwrite to replace it")
+    defaults = {k: v for k, v in (("sampler", args.sampler), ("steps", args.steps),
+                                  ("consistency", args.consistency)) if v is not None}
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[args.dtype]
+    ckpt.export_checkpoint(Path(args.checkpoint), out, dtype, defaults or None)
+    check = Upscaler.from_checkpoint(out)  # what users will load: fail here, not there
+    sampler, steps, _ = check.resolve(None, None, None)
+    check.spec(sampler, steps)
+    size = (out / ckpt.MODEL_FILE).stat().st_size / 2**20
+    print(f"exported {display_path(out)} ({size:.1f} MiB, {args.dtype}; defaults {check.defaults})")
+    return 0

@@ -1,0 +1,122 @@
+"""Export, the shipped model, `--init-from`, and `lddpm upscale` with no other flag."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import SCALE, smooth_pattern, train_args
+from PIL import Image
+from safetensors.torch import load_file
+from test_cli import assert_one_line_error, run_cli
+
+from lddpm import pretrained
+from lddpm.data.resize import imresize
+from lddpm.inference import Upscaler
+from lddpm.metrics.psnr_ssim import psnr_y
+from lddpm.training import checkpoint as ckpt
+
+
+@pytest.fixture
+def lr_png(tmp_path):
+    path = tmp_path / "photo.png"
+    Image.fromarray(smooth_pattern(np.random.default_rng(5), 12, 16)).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("export") / "tiny-x2"
+    rc = __import__("lddpm.cli").cli.main(
+        ["export", str(tiny_run), str(out), "--sampler", "ddim", "--steps", "3",
+         "--consistency", "end"])
+    assert rc == 0
+    return out
+
+
+def test_export_holds_bf16_ema_weights_and_the_sampling_defaults(exported, tiny_run):
+    meta = json.loads((exported / "config.json").read_text())
+    assert meta["export"] is True and meta["inference"] == {
+        "sampler": "ddim", "steps": 3, "consistency": "end"}
+    state = load_file(str(exported / "model.safetensors"))
+    ema = load_file(str(ckpt.resolve_checkpoint(tiny_run) / ckpt.EMA_FILE))
+    assert state.keys() == {k for k in ema if not k.startswith("cvae.posterior.")}
+    for k, v in state.items():
+        assert v.dtype == torch.bfloat16
+        torch.testing.assert_close(v, ema[k].to(torch.bfloat16), rtol=0, atol=0)
+    assert sorted(p.name for p in exported.iterdir()) == ["config.json", "model.safetensors"]
+
+
+def test_from_pretrained_loads_an_export_with_its_defaults(exported):
+    up = Upscaler.from_pretrained(exported)
+    assert up.resolve(None, None, None) == ("ddim", 3, "end")
+    assert up.resolve("ddim", 5, "none") == ("ddim", 5, "none")
+    lr = torch.rand(1, 3, 8, 8)
+    sr = up.upscale(lr, seed=0)
+    assert sr.shape == (1, 1, 3, 8 * SCALE, 8 * SCALE)
+    assert up.evaluations == 3
+    # consistency "end" (the export's default) pulls the output's downscale onto the input;
+    # exact before the final clamp to [0, 1], which this 6-step model's output needs
+    error = lambda out: (imresize(out[0], scale=1 / SCALE) - lr).abs().mean()
+    assert error(sr) < 0.5 * error(up.upscale(lr, seed=0, consistency="none"))
+
+
+def test_export_refuses_to_overwrite(exported, tiny_run, capsys):
+    rc, _, err = run_cli(capsys, "export", tiny_run, exported)
+    assert_one_line_error(rc, err, "exists", "--overwrite")
+
+
+def test_upscale_writes_name_xS_beside_the_input_by_default(exported, lr_png, capsys):
+    rc, _, err = run_cli(capsys, "upscale", lr_png, "--checkpoint", exported)
+    assert rc == 0, err
+    result = lr_png.with_name(f"photo_x{SCALE}.png")
+    with Image.open(result) as im:
+        assert im.size == (16 * SCALE, 12 * SCALE)
+    rc, _, err = run_cli(capsys, "upscale", lr_png, "--checkpoint", exported)
+    assert_one_line_error(rc, err, f"photo_x{SCALE}.png", "--overwrite")
+
+
+def test_a_missing_shipped_model_is_one_clear_line(monkeypatch, lr_png, capsys):
+    monkeypatch.setattr(pretrained, "DEFAULT_MODEL", "no-such-model")
+    rc, _, err = run_cli(capsys, "upscale", lr_png)
+    assert_one_line_error(rc, err, "shipped model", "--checkpoint")
+
+
+def test_init_from_starts_from_the_given_weights(exported, image_dir, tmp_path, capsys):
+    run = tmp_path / "finetune"
+    rc = __import__("lddpm.cli").cli.main(train_args(
+        "tiny", image_dir, run, 1, "--init-from", str(exported), "--set", "train.lr=0"))
+    assert rc == 0
+    model = load_file(str(ckpt.resolve_checkpoint(run) / ckpt.MODEL_FILE))
+    source = load_file(str(exported / "model.safetensors"))
+    for k, v in source.items():
+        torch.testing.assert_close(model[k], v.float(), rtol=0, atol=0)
+
+
+# ------------------------------------------------------------------------------ shipped model
+SHIPPED = pretrained.shipped_models()
+needs_shipped = pytest.mark.skipif(pretrained.DEFAULT_MODEL not in SHIPPED,
+                                   reason="no shipped model in this checkout")
+
+
+@needs_shipped
+def test_lddpm_models_lists_the_shipped_default(capsys):
+    rc, out, _ = run_cli(capsys, "models")
+    assert rc == 0 and pretrained.DEFAULT_MODEL in out and "(default)" in out
+
+
+@needs_shipped
+def test_shipped_model_beats_bicubic_on_a_real_photo():
+    """A 96x96 crop of a photo the model never saw, x4 with MATLAB bicubic LR."""
+    skimage_data = pytest.importorskip("skimage.data")
+    hr = torch.from_numpy(skimage_data.astronaut()[160:256, 160:256].copy()).permute(2, 0, 1)
+    hr = hr.float()[None] / 255
+    lr = imresize(hr, scale=0.25).clamp(0, 1)
+    up = Upscaler.from_pretrained()
+    sr = up.upscale(lr, seed=0)[0, 0]
+    bicubic = imresize(lr, scale=4).clamp(0, 1)[0]
+    to8 = lambda x: (x.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+    truth = to8(hr[0])
+    assert psnr_y(to8(sr), truth, border=4) > psnr_y(to8(bicubic), truth, border=4) + 0.3
