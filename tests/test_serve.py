@@ -1,0 +1,277 @@
+"""`lddpm serve` at the HTTP level: a real uvicorn server on 127.0.0.1, driven by http.client.
+
+Upload -> streamed progress -> result PNGs; bad input gets a clear 400/413 and the server
+keeps serving; two requests at once are queued, not lost; a client that disconnects frees
+the worker; nothing is written outside the server's temporary folder, which is removed at
+shutdown. The model is the session's tiny x2 checkpoint (meaningless weights, real plumbing).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import io
+import json
+import socket
+import threading
+import time
+from urllib.parse import urlencode
+
+import numpy as np
+import pytest
+from conftest import SCALE, smooth_pattern
+from PIL import Image
+
+from lddpm.cli import main
+
+pytest.importorskip("starlette", reason="the web extra is not installed: pip install -e '.[web]'")
+uvicorn = pytest.importorskip("uvicorn", reason="the web extra is not installed: pip install -e '.[web]'")
+
+from lddpm.inference import Upscaler
+from lddpm.web.app import Limits, create_app
+
+LIMITS = Limits(max_upload_bytes=64 * 1024, max_pixels=10_000, max_samples=4)
+TIMEOUT = 120  # seconds for any one HTTP read: generous for a loaded 2-core machine
+
+
+@contextlib.contextmanager
+def running(app):
+    """Serves `app` on a free 127.0.0.1 port in a thread; yields the port; stops it."""
+    sock = socket.create_server(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    for _ in range(600):  # bounded: at most 30 s for the server to start
+        if server.started:
+            break
+        time.sleep(0.05)
+    assert server.started, "the test server did not start"
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        server.should_exit = True
+        thread.join(timeout=60)
+
+
+@pytest.fixture(scope="module")
+def up(tiny_run):
+    return Upscaler.from_checkpoint(tiny_run)
+
+
+@pytest.fixture(scope="module")
+def server(up):
+    app = create_app(up, "tiny-test", LIMITS)
+    with running(app) as port:
+        yield app, port
+
+
+def png_bytes(height: int, width: int, seed: int = 0) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(smooth_pattern(np.random.default_rng(seed), height, width)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def post(port: int, body: bytes, **query) -> http.client.HTTPResponse:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT)
+    conn.request("POST", "/api/upscale?" + urlencode(query), body=body,
+                 headers={"Content-Type": "application/octet-stream"})
+    return conn.getresponse()
+
+
+def events(response: http.client.HTTPResponse):
+    """The streamed JSON lines, until done or error (bounded by TIMEOUT per line)."""
+    assert response.status == 200, response.read()
+    while line := response.readline():
+        event = json.loads(line)
+        yield event
+        if event["event"] in ("done", "error"):
+            return
+
+
+def final(response) -> dict:
+    """The last event of a stream, skipping progress and heartbeats."""
+    event = None
+    for event in events(response):
+        pass
+    return event
+
+
+def get(port: int, path: str) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT)
+    conn.request("GET", path)
+    response = conn.getresponse()
+    return response.status, response.read()
+
+
+def error_of(response) -> str:
+    return json.loads(response.read())["error"]
+
+
+# ---------------------------------------------------------------------- the page
+def test_page_static_files_and_info(server):
+    _, port = server
+    status, page = get(port, "/")
+    assert status == 200 and b"<title>lddpm" in page
+    for asset in ("/static/app.js", "/static/style.css"):
+        assert get(port, asset)[0] == 200
+    status, body = get(port, "/api/info")
+    info = json.loads(body)
+    assert info["scale"] == SCALE and info["model"] == "tiny-test"
+    assert set(info["samplers"]) == {"ddim", "ddpm"}  # no lddpm: the tiny model has no GAN
+    assert info["samplers"]["ddpm"]["min_steps"] == info["samplers"]["ddpm"]["max_steps"]
+    assert info["max_upload_bytes"] == LIMITS.max_upload_bytes
+
+
+# ---------------------------------------------------------------------- upscaling
+def test_upscale_streams_progress_then_result_pngs(server, up):
+    """An 80x70 LR is 2x2 tiles at the tiny model's auto tile: the progress total (what the
+    page's bar counts to) must equal the evaluations the Upscaler really ran."""
+    _, port = server
+    before = up.evaluations
+    stream = list(events(post(port, png_bytes(70, 80), sampler="ddim", steps=2, seed=3,
+                              samples=2, name="dir/cat.png")))
+    kinds = [e["event"] for e in stream]
+    assert kinds[0] == "queued" and kinds[-1] == "done" and "started" in kinds
+    total = next(e["total"] for e in stream if e["event"] == "started")
+    progress = [e["done"] for e in stream if e["event"] == "progress"]
+    done = stream[-1]
+    assert progress == list(range(1, total + 1))
+    assert done["evaluations"] == total == up.evaluations - before == 2 * 4 * 2
+    assert done["size"] == [80 * SCALE, 70 * SCALE] and done["lr_size"] == [80, 70]
+    assert (done["sampler"], done["steps"], done["seed"], done["name"]) == ("ddim", 2, 3, "cat.png")
+    assert done["seconds"] > 0 and len(done["samples"]) == 2
+    for url in [done["bicubic"], *done["samples"]]:
+        status, data = get(port, "/" + url)
+        assert status == 200
+        assert Image.open(io.BytesIO(data)).size == (80 * SCALE, 70 * SCALE)
+
+
+def test_default_sampler_and_same_seed_same_image(server):
+    _, port = server
+    first, second = (final(post(port, png_bytes(20, 24), steps=2, seed=5)) for _ in range(2))
+    assert first["sampler"] == "ddim" and first["event"] == "done"
+    images = [get(port, "/" + r["samples"][0])[1] for r in (first, second)]
+    assert np.array_equal(*(np.asarray(Image.open(io.BytesIO(b))) for b in images))
+
+
+# ---------------------------------------------------------------------- bad input
+def truncated_png() -> bytes:
+    data = png_bytes(60, 60)
+    return data[: len(data) // 2]
+
+
+@pytest.mark.parametrize("body, query, expected", [
+    (b"hello, not an image", {}, "notes.png: not an image file"),
+    (truncated_png(), {}, "notes.png: corrupt or truncated"),
+    (png_bytes(100, 120), {}, "120x100 = 12000 pixels is over this server's limit"),
+    (b"", {}, "the upload is empty"),
+    (png_bytes(20, 20), {"steps": "many"}, "steps must be a whole number"),
+    (png_bytes(20, 20), {"samples": "9"}, "samples must be in 1..4"),
+    (png_bytes(20, 20), {"sampler": "lddpm"}, "needs a checkpoint trained with the gan part"),
+    (png_bytes(20, 20), {"sampler": "ddpm", "steps": "10"}, "ddpm runs all"),
+    (png_bytes(20, 20), {"sampler": "euler"}, "unknown sampler"),
+])
+def test_bad_input_is_a_clear_400_and_the_server_keeps_serving(server, body, query, expected):
+    _, port = server
+    response = post(port, body, name="notes.png", **query)
+    assert response.status == 400
+    message = error_of(response)
+    assert expected in message
+    assert "lddpm-serve-" not in message and "/" not in message.split(":")[0]  # no temp path
+    assert final(post(port, png_bytes(16, 16), steps=1))["event"] == "done"
+
+
+def test_upload_over_the_limit_is_refused_before_it_is_read(server):
+    """A declared 10 MB body gets 413 at once: the server answers without waiting for it."""
+    _, port = server
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT)
+    conn.putrequest("POST", "/api/upscale?name=big.png")
+    conn.putheader("Content-Length", str(10 * 2**20))
+    conn.endheaders()  # not one byte of the body is sent
+    response = conn.getresponse()
+    assert response.status == 413 and "upload limit of 0.0625 MB" in error_of(response)
+    conn.close()
+
+
+def test_chunked_upload_over_the_limit_is_refused_as_it_streams(server):
+    _, port = server
+    chunks = [b"\0" * 4096] * (LIMITS.max_upload_bytes // 4096 + 1)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT)
+    conn.request("POST", "/api/upscale?name=big.png", body=iter(chunks), encode_chunked=True)
+    response = conn.getresponse()
+    assert response.status == 413 and "big.png" in error_of(response)
+    assert final(post(port, png_bytes(16, 16), steps=1))["event"] == "done"
+
+
+def test_unknown_result_is_404_and_paths_cannot_escape(server):
+    _, port = server
+    for path in ("/results/0123456789abcdef/sample_0.png", "/results/../../etc/passwd",
+                 "/results/%2e%2e/uploads/x"):
+        assert get(port, path)[0] == 404
+
+
+# ---------------------------------------------------------------------- load
+def test_two_requests_at_once_are_queued_and_neither_is_lost(server):
+    """B arrives while A runs: B is told it waits behind one request, and both finish."""
+    app, port = server
+    counts = dict(app.state.worker.counts)
+    a = post(port, png_bytes(20, 24, seed=1), steps=300, name="a.png")
+    a_events = events(a)
+    for event in a_events:  # until A is running
+        if event["event"] == "progress":
+            break
+    b = post(port, png_bytes(20, 24, seed=2), steps=2, name="b.png")
+    b_events = events(b)
+    assert next(b_events) == {"event": "queued", "position": 1}
+    a_done = [e for e in a_events if e["event"] == "done"]
+    b_rest = list(b_events)
+    assert a_done and a_done[0]["name"] == "a.png" and a_done[0]["evaluations"] == 300
+    assert b_rest[-1]["event"] == "done" and b_rest[-1]["name"] == "b.png"
+    assert app.state.worker.counts["done"] == counts.get("done", 0) + 2
+
+
+def test_a_client_that_disconnects_frees_the_worker(server, up):
+    """A 1000-step ddpm request is dropped after its first step: the worker stops it, so
+    the next request starts at once, and the dropped one adds no finished evaluations."""
+    app, port = server
+    cancelled = app.state.worker.counts["cancelled"]
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT)
+    conn.request("POST", "/api/upscale?sampler=ddpm", body=png_bytes(20, 24))
+    for event in events(conn.getresponse()):
+        if event["event"] == "progress":
+            break
+    conn.sock.shutdown(socket.SHUT_RDWR)
+    conn.close()
+    before = up.evaluations
+    start = time.perf_counter()
+    done = final(post(port, png_bytes(16, 16), steps=2))
+    assert done["event"] == "done" and done["evaluations"] == 2
+    assert up.evaluations - before == 2  # the ddpm run stopped mid-tile
+    assert app.state.worker.counts["cancelled"] == cancelled + 1
+    assert time.perf_counter() - start < 60
+
+
+# ---------------------------------------------------------------------- files
+def test_nothing_is_written_outside_a_temp_folder_that_is_removed(up, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    app = create_app(up, "tiny-test", LIMITS)
+    with running(app) as port:
+        done = final(post(port, png_bytes(16, 16), steps=1))
+        workdir = app.state.workdir
+        assert (workdir / "results" / done["id"] / "sample_0.png").is_file()
+        assert not any((workdir / "uploads").iterdir())  # the upload is deleted once decoded
+    assert not workdir.exists()
+    assert not any(tmp_path.iterdir())
+
+
+# ---------------------------------------------------------------------- the command
+def test_serve_command_errors_are_one_line(tiny_run, capsys):
+    assert main(["serve", "--checkpoint", "no/such/run"]) == 2
+    assert main(["serve", "--checkpoint", str(tiny_run), "--port", "70000"]) == 2
+    taken = socket.create_server(("127.0.0.1", 0))
+    with taken:
+        port = str(taken.getsockname()[1])
+        assert main(["serve", "--checkpoint", str(tiny_run), "--port", port]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 3 and all(line.startswith("lddpm: error: ") for line in lines)
+    assert "no/such/run" in lines[0] and "--port" in lines[1] and "cannot listen" in lines[2]
