@@ -147,16 +147,17 @@ class Run:
     name: str  # row label
     preset: str
     sets: list[str] = field(default_factory=list)
+    group: str = ""  # a benchmark with its own common settings keeps its runs apart
 
     @property
     def dir(self) -> Path:
         slug = self.preset.replace("+", "_") + "".join("_" + s.replace("=", "-") for s in self.sets)
-        return RUNS / "runs" / slug
+        return RUNS / "runs" / self.group / slug
 
 
-def train(run: Run, data: Path, steps: int) -> float:
+def train(run: Run, data: Path, steps: int, common: list[str] = COMMON_SETS) -> float:
     """Trains (or finishes) a run; returns the wall seconds spent now."""
-    sets = [x for s in COMMON_SETS + run.sets for x in ("--set", s)]
+    sets = [x for s in common + run.sets for x in ("--set", s)]
     val = RUNS / "data" / "val"
     start = time.time()
     lddpm("train", "--preset", run.preset, *sets, "--data", str(data), "--val-data", str(val),
