@@ -13,6 +13,7 @@ import http.client
 import io
 import json
 import socket
+import sys
 import threading
 import time
 from urllib.parse import urlencode
@@ -251,6 +252,17 @@ def test_a_client_that_disconnects_frees_the_worker(server, up):
     assert time.perf_counter() - start < 60
 
 
+def test_a_full_queue_answers_503_at_once(up):
+    app = create_app(up, "tiny-test", Limits(max_queue=1))
+    with running(app) as port:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT)
+        conn.request("POST", "/api/upscale?sampler=ddpm", body=png_bytes(20, 24))
+        next(events(conn.getresponse()))  # queued: the one place is taken
+        response = post(port, png_bytes(16, 16))
+        assert response.status == 503 and "busy" in error_of(response)
+        conn.close()  # frees the worker, so the server stops at once
+
+
 # ---------------------------------------------------------------------- files
 def test_nothing_is_written_outside_a_temp_folder_that_is_removed(up, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -275,3 +287,9 @@ def test_serve_command_errors_are_one_line(tiny_run, capsys):
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 3 and all(line.startswith("lddpm: error: ") for line in lines)
     assert "no/such/run" in lines[0] and "--port" in lines[1] and "cannot listen" in lines[2]
+
+
+def test_serve_without_the_web_extra_says_how_to_install_it(tiny_run, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # as if uvicorn were not installed
+    assert main(["serve", "--checkpoint", str(tiny_run)]) == 2
+    assert "pip install 'lddpm[web]'" in capsys.readouterr().err

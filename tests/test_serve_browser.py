@@ -6,8 +6,10 @@ result, checks its size in the page (the checkpoint's scale times the input's), 
 slider, and saves a screenshot. Skipped, with the reason, when the browser is not installed
 (`make browser` installs it); a browser that is installed but fails is a failure.
 
-The README's docs/web.png is this test's screenshot, taken with a real model:
-    LDDPM_WEB_CHECKPOINT=runs/x LDDPM_WEB_SCREENSHOT=docs/web.png pytest tests/test_serve_browser.py
+The README's docs/web.png is this test's screenshot, taken with a real model (the x4 run
+runs/default, photo+res, while it trained; the shipped model once there is one):
+    LDDPM_WEB_CHECKPOINT=runs/default LDDPM_WEB_SCREENSHOT=docs/web.png \
+        pytest tests/test_serve_browser.py
 """
 
 from __future__ import annotations

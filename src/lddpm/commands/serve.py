@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import socket
+from pathlib import Path
 
 from lddpm.errors import UserError, display_path
 
@@ -47,7 +48,9 @@ def _model_name(checkpoint: str | None) -> str:
 
     if checkpoint is None or checkpoint in shipped_models():
         return checkpoint or DEFAULT_MODEL
-    return display_path(checkpoint)
+    shown = display_path(checkpoint)
+    # the page's title: a chain of ../ says nothing, the directory's own name does
+    return Path(checkpoint).resolve().name if shown.startswith("..") else shown
 
 
 def run(args: argparse.Namespace) -> int:

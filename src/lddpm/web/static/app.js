@@ -169,6 +169,9 @@ function init() {
   zone.addEventListener("dragenter", () => zone.classList.add("over"));
   zone.addEventListener("dragleave", () => zone.classList.remove("over"));
   zone.addEventListener("drop", () => zone.classList.remove("over"));
+  // A file dropped beside the zone would make the browser leave the page to show it.
+  window.addEventListener("dragover", (e) => e.preventDefault());
+  window.addEventListener("drop", (e) => { if (e.target !== $("file-input")) e.preventDefault(); });
   $("sampler").addEventListener("change", onSamplerChange);
   $("run").addEventListener("click", upscale);
   $("slider").addEventListener("input", onSlide);
