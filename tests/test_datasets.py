@@ -111,6 +111,21 @@ def test_hrfolder_is_a_function_of_index_and_epoch(photo_folder):
     assert not torch.equal(a["hr"], first[(0, 4)]["hr"])  # next epoch: another crop
 
 
+
+def test_hrfolder_references_are_other_crops_of_the_same_photo(photo_folder):
+    plain = HRFolder(photo_folder, 2, 16, _degradation("bicubic", 2), augment=False)
+    with_refs = HRFolder(photo_folder, 2, 16, _degradation("bicubic", 2), augment=False, references=True)
+    a, b = plain[(0, 1)], with_refs[(0, 1)]
+    assert "ref" not in a  # nothing extra is drawn or degraded without references
+    assert torch.equal(a["hr"], b["hr"]) and torch.equal(a["lr"], b["lr"])  # the main crop unchanged
+    assert b["ref"].shape == b["lr"].shape and not torch.equal(b["ref"], b["lr"])
+    # at scale 1 the "LR" is the crop itself: the reference is a window of the same photo
+    same = HRFolder(photo_folder, 1, 8, _degradation("bicubic", 1), augment=False, references=True)
+    source = to_tensor(np.asarray(datasets.load_image(same.files[0]))) * 2 - 1
+    windows = source.unfold(1, 8, 1).unfold(2, 8, 1)
+    ref = same[(0, 2)]["ref"]
+    assert bool((windows == ref[:, None, None]).all(dim=(0, 3, 4)).any())
+
 def test_hrfolder_crop_comes_from_the_image(photo_folder):
     dataset = HRFolder(photo_folder, 2, 8, _degradation("bicubic", 2), augment=False)
     source = to_tensor(np.asarray(datasets.load_image(dataset.files[0]))) * 2 - 1

@@ -134,15 +134,17 @@ def test_bad_steps_in_an_entry_is_a_user_error():
 
 
 class FakeUpscaler:
-    """The Upscaler interface; returns bicubic plus seed-dependent noise per sample."""
+    """The Upscaler interface; returns bicubic plus seed-dependent noise per sample, and
+    counts `tiles` network evaluations per step and sample, as a tiled Upscaler does."""
 
-    def __init__(self, scale: int, nfe_per_step: int = 1):
-        self.scale, self.nfe_per_step = scale, nfe_per_step
+    def __init__(self, scale: int, tiles: int = 1):
+        self.scale, self.tiles, self.evaluations = scale, tiles, 0
 
     def model_evaluations(self, sampler: str, steps: int | None) -> int:
-        return self.nfe_per_step * (steps or 10)
+        return steps or 10
 
-    def upscale(self, lr, sampler="ddim", steps=None, seed=0, num_samples=1):
+    def upscale(self, lr, sampler="ddim", steps=None, seed=0, num_samples=1, consistency=None):
+        self.evaluations += self.tiles * (steps or 10) * num_samples
         base = BicubicMethod(self.scale).upscale(lr, seed, 1)[0]
         noise = [torch.randn(base.shape, generator=torch.Generator().manual_seed(seed + s))
                  for s in range(num_samples)]  # fmt: skip
@@ -158,10 +160,10 @@ def _photos(tmp_path: Path) -> Path:
 def test_loop_rows_means_and_diversity(tmp_path):
     dataset = open_dataset(resolve_layout(_photos(tmp_path), 4), 4)
     suite = MetricSuite(["psnr", "ssim", "lr_psnr"])
-    method = ModelMethod(FakeUpscaler(4), "fake", "ddim", 5, "fake")
+    method = ModelMethod(FakeUpscaler(4, tiles=2), "fake", "ddim", 5, "fake")
     result = evaluate_method(method, dataset, suite, 4, seed=0, num_samples=3)
     assert [r["image"] for r in result.rows] == ["p0", "p1"]
-    assert result.means[NFE] == 15.0  # 5 steps x 3 samples
+    assert result.means[NFE] == 30.0  # 5 steps x 3 samples x 2 tiles, as counted
     for column in ("PSNR-Y", "SSIM-Y", "LR-PSNR", SECONDS, "diversity"):
         expected = np.mean([r[column] for r in result.rows])
         assert result.means[column] == pytest.approx(expected)
@@ -253,3 +255,20 @@ def test_scale_disagreeing_with_the_checkpoint_is_refused(tiny_run, image_dir, c
 def test_checkpoint_or_compare_is_required(image_dir, capsys):
     assert main(["evaluate", "--data", str(image_dir), "--scale", "2"]) == 2
     assert "--checkpoint DIR or --compare" in capsys.readouterr().err
+
+
+def test_nfe_counts_every_tile_and_sample_of_a_real_upscaler():
+    # the NFE/img column used to report steps x samples whatever the tiling (2 where 8 ran)
+    from lddpm.config import build_preset
+    from lddpm.inference import Upscaler
+    from lddpm.models.lddpm import LDDPMNet
+
+    cfg = build_preset("tiny")
+    cfg.data.scale = 2
+    upscaler = Upscaler(LDDPMNet(cfg.model, 2), cfg)
+    method = ModelMethod(upscaler, "tiny", "ddim", 2, "none", tile=16)
+    lr = torch.rand(1, 3, 24, 24, generator=torch.Generator().manual_seed(0))
+    method.upscale(lr, seed=0, num_samples=2)  # tiles of 16 overlapping by 4: 2 x 2 of them
+    assert method.model_evaluations() == 2 * 4 * 2
+    method.upscale(lr[..., :16, :16], seed=0, num_samples=1)  # one tile: the last call only
+    assert method.model_evaluations() == 2

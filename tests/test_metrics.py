@@ -72,6 +72,44 @@ def test_psnr_y_matches_hand_computation():
     assert psnr_y(sr, hr, border) == pytest.approx(expected, abs=1e-10)
 
 
+
+# One red level apart: Y differs by 65.481 / 255 = 0.2568, which rounds away.
+_ONE_RED_LEVEL = (np.full((12, 12, 3), (100, 150, 200), np.uint8), np.full((12, 12, 3), (101, 150, 200), np.uint8))
+
+
+def test_default_y_rounding_is_matlabs():
+    # 16 + (65.481*100 + 128.553*150 + 24.966*200) / 255 = 136.879 and 137.136: both 137
+    sr, hr = _ONE_RED_LEVEL
+    assert psnr_y(sr, hr, border=0) == math.inf
+    assert ssim_y(sr, hr, border=0) == 1.0
+    assert ssim_y(sr, hr, border=0, y_rounding="none") < 1.0
+
+
+def test_unrounded_y_is_basicsrs():
+    sr, hr = _ONE_RED_LEVEL
+    expected = 10 * math.log10(255**2 / (65.481 / 255) ** 2)  # 59.94 dB
+    assert psnr_y(sr, hr, border=0, y_rounding="none") == pytest.approx(expected, abs=1e-9)
+    # float input is quantized to 8 bits first, under both conventions
+    as_float = sr / 255.0 + 0.001
+    assert psnr_y(as_float, hr, border=0, y_rounding="none") == pytest.approx(expected, abs=1e-9)
+
+
+def test_y_rounding_reaches_both_metrics_through_the_suite():
+    from lddpm.metrics import MetricSuite
+    from lddpm.metrics.base import Pair
+
+    rng = np.random.default_rng(3)
+    hr = _image(rng)
+    pair = Pair(_noisy(hr, rng), hr, hr[::2, ::2], 2)
+    for rounding in ("matlab", "none"):
+        suite = MetricSuite(("psnr", "ssim"), y_rounding=rounding)
+        assert suite.metrics["psnr"](pair) == psnr_y(pair.sr, pair.hr, 2, y_rounding=rounding)
+        assert suite.metrics["ssim"](pair) == ssim_y(pair.sr, pair.hr, 2, y_rounding=rounding)
+    assert MetricSuite(("psnr",), y_rounding="none").metrics["psnr"](pair) != \
+        MetricSuite(("psnr",)).metrics["psnr"](pair)
+    with pytest.raises(UserError, match="Y rounding"):
+        psnr_y(pair.sr, pair.hr, 2, y_rounding="basic")
+
 def test_psnr_ignores_the_border():
     rng = np.random.default_rng(2)
     hr = _image(rng)

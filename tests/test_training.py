@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import json
 import shutil
 from pathlib import Path
 
@@ -13,9 +15,10 @@ from conftest import FAST_SETTINGS, SCALE, train_args
 from lddpm.cli import main
 from lddpm.config import Config, apply_overrides, build_preset
 from lddpm.data.imageio import load_image, to_tensor
+from lddpm.errors import UserError
 from lddpm.inference import Upscaler
 from lddpm.training import checkpoint as ckpt
-from lddpm.training.trainer import Trainer
+from lddpm.training.trainer import LRPlan, Trainer
 
 
 def tiny_config(preset: str = "tiny", *overrides: str) -> Config:
@@ -99,6 +102,44 @@ def test_resume_with_discriminator_gives_identical_weights_and_losses(image_dir,
     assert next_straight == next_resumed
 
 
+# ------------------------------------------------------------------------------ LR plan
+def test_lr_plan_is_warmup_then_cosine_to_zero():
+    plan = LRPlan(10, 110)
+    assert [plan(s) for s in (0, 4, 9, 10)] == pytest.approx([0.1, 0.5, 1.0, 1.0])
+    assert plan(60) == pytest.approx(0.5) and plan(110) == pytest.approx(0.0, abs=1e-12)
+
+
+@pytest.mark.parametrize("at", [60, 110])  # extended mid-run, and after the run finished
+def test_extending_a_run_joins_the_longer_cosine_without_a_jump(at):
+    old, longer = LRPlan(10, 110), LRPlan(10, 210)
+    new = old.extended(at, 210)
+    assert new(at) == old(at)  # the first resumed step keeps the current LR
+    factors = [new(s) for s in range(at, 211)]
+    # recomputing the cosine over the new total jumped 0 -> 0.52 at the end of the run
+    assert max(abs(b - a) for a, b in itertools.pairwise(factors)) < 0.06
+    assert factors[10:] == pytest.approx([longer(s) for s in range(at + 10, 211)])
+    assert old.extended(at, 110) is old  # same max_steps: the plan is untouched
+
+
+@pytest.mark.parametrize("old_state", [False, True])
+def test_resume_with_a_larger_max_steps_continues_the_lr(image_dir, tmp_path, old_state):
+    cfg = tiny_config("tiny", "train.max_steps=4", "train.warmup_steps=2")
+    first = Trainer(cfg, image_dir, tmp_path / "run", progress=False)
+    first.fit(4)
+    lr_at_end = first.opt.param_groups[0]["lr"]
+    if old_state:  # a trainer_state.pt written before the plan was stored
+        state_file = ckpt.list_checkpoints(tmp_path / "run")[-1] / ckpt.STATE_FILE
+        state = torch.load(state_file, weights_only=True)
+        del state["lr_plan"]
+        torch.save(state, state_file)
+    longer = tiny_config("tiny", "train.max_steps=8", "train.warmup_steps=2")
+    resumed = Trainer(longer, image_dir, tmp_path / "run", resume=True, progress=False)
+    assert resumed.opt.param_groups[0]["lr"] == lr_at_end
+    logged = [logs["lr"] for logs in run_steps(resumed, 4)]
+    expected = LRPlan(2, 4).extended(4, 8)
+    assert logged == pytest.approx([cfg.train.lr * expected(s) for s in range(5, 9)])
+    assert logged[0] < 0.5 * cfg.train.lr * LRPlan(2, 8)(5)  # a ramp, not the old jump
+
 def test_resume_with_a_different_preset_names_the_differing_keys(tiny_run, image_dir, tmp_path, capsys):
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)
@@ -110,6 +151,24 @@ def test_resume_with_a_different_preset_names_the_differing_keys(tiny_run, image
     assert "different config" in err
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == before
 
+
+# ------------------------------------------------------------------------------ validation
+@pytest.mark.parametrize("preset, sampler", [("tiny+gan", "lddpm"), ("tiny", "ddpm")])
+def test_validation_uses_the_samplers_own_step_count(image_dir, tmp_path, preset, sampler):
+    # train.val_steps=2 used to reach the 4-step lddpm chain and the T-step ddpm: a crash
+    cfg = tiny_config(preset, f"train.val_sampler={sampler}", "diffusion.timesteps=10")
+    trainer = Trainer(cfg, image_dir, tmp_path / "run", progress=False)
+    assert np.isfinite(trainer.validate())
+    assert (tmp_path / "run" / "val" / "step_0000000.png").is_file()
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["train.val_sampler=lddpm"], "needs the gan part"),
+    (["train.val_steps=0"], "train.val_steps must be in 1..1000"),
+])
+def test_impossible_validation_settings_are_refused_up_front(overrides, message):
+    with pytest.raises(UserError, match=message):
+        tiny_config("tiny", *overrides)
 
 # ------------------------------------------------------------------------------ checkpoints
 @pytest.fixture
@@ -209,3 +268,49 @@ def test_lddpm_sampler_repeats_with_the_same_seed(gan_run, image_dir):
     assert a.shape == (1, 1, 3, 16 * SCALE, 16 * SCALE)
     assert torch.equal(a, b)
     assert not torch.equal(a, c)
+
+
+# ------------------------------------------------------------------------------ references (Fig. 11)
+@pytest.mark.parametrize("prob, expected", [("1.0", [True, True, True]), ("0.0", [False, False, False])])
+def test_training_feeds_references_to_the_cross_attention(image_dir, tmp_path, monkeypatch, prob, expected):
+    from lddpm.diffusion.objective import Objective
+
+    seen = []
+    original = Objective.generator_loss
+
+    def spy(self, net, batch, gen, disc=None, references=None):
+        seen.append(references is not None)
+        if references is not None:
+            assert references[0].shape == batch["lr"].shape
+        return original(self, net, batch, gen, disc, references)
+
+    monkeypatch.setattr(Objective, "generator_loss", spy)
+    cfg = tiny_config("tiny+v2", f"data.reference_prob={prob}")
+    run_steps(Trainer(cfg, image_dir, tmp_path / "run", progress=False), 3)
+    assert seen == expected
+
+
+def test_reference_probability_draws_per_batch(image_dir, tmp_path):
+    cfg = tiny_config("tiny+v2", "data.reference_prob=0.5")
+    trainer = Trainer(cfg, image_dir, tmp_path / "run", progress=False)
+    batch = {"ref": torch.zeros(1)}
+    draws = [trainer._references(batch, torch.Generator().manual_seed(s)) is not None for s in range(200)]
+    assert 70 < sum(draws) < 130
+    assert trainer._references({}, torch.Generator()) is None  # v1 data: no draw at all
+
+
+# ------------------------------------------------------------------------------ changed defaults
+@pytest.mark.parametrize("preset, resumes", [("tiny", True), ("tiny+gan", False)])
+def test_resume_ignores_only_the_keys_a_model_does_not_use(image_dir, tmp_path, preset, resumes):
+    # runs written before loss.adv became 1 and the perceptual terms alphabar-weighted
+    cfg = tiny_config(preset, "train.max_steps=1")
+    Trainer(cfg, image_dir, tmp_path / "run", progress=False).fit(1)
+    config_file = ckpt.list_checkpoints(tmp_path / "run")[-1] / ckpt.CONFIG_FILE
+    meta = json.loads(config_file.read_text())
+    meta["config"]["loss"].update(adv=0.1, time_weighting="none")
+    config_file.write_text(json.dumps(meta))
+    if resumes:  # no gan, no perceptual terms: neither value changes this run
+        assert Trainer(cfg, image_dir, tmp_path / "run", resume=True, progress=False).step == 1
+    else:
+        with pytest.raises(UserError, match=r"loss.adv: 0.1 -> 1.0"):
+            Trainer(cfg, image_dir, tmp_path / "run", resume=True, progress=False)

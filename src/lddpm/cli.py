@@ -50,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
         if not args.command:
             build_parser().print_help()
             return 2
+        if getattr(args, "device", None) is not None:  # train, upscale, evaluate, serve
+            from lddpm.precision import resolve_device
+
+            resolve_device(args.device)
         module = importlib.import_module(f"lddpm.commands.{args.command}")
         return int(module.run(args) or 0)
     except UserError as exc:

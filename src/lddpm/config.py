@@ -126,15 +126,16 @@ class LossConfig:
     """Weights of Eq. 18's terms and the perceptual backbone of Eq. 16-17."""
 
     ddpm: float = 1.0
-    kl: float = 1.0
-    adv: float = 0.1
+    kl: float = 1.0  # on the KL per latent dimension (docs/loss_weights.md)
+    adv: float = 1.0  # Eq. 18 weights every term 1
     content: float = 0.0
     style: float = 0.0
     backbone: str = "vgg19"  # vgg19 | mobilenet_v2
     vgg_weights: str | None = None
     mobilenet_weights: str | None = None
-    # Weight the perceptual terms by timestep: none, or alphabar_t (they matter most at small t).
-    time_weighting: str = "none"  # none | alphabar
+    # Weight of the perceptual terms at timestep t: alphabar_t (default; bounds their gradient
+    # at large t, where an eps model's x0-hat is far from any image), or none (1 at every t).
+    time_weighting: str = "alphabar"  # alphabar | none
 
 
 @dataclass
@@ -175,12 +176,16 @@ class DataConfig:
     workers: int = 0
     max_pixels: int = 400_000_000  # images larger than this are refused before decoding
     augment: bool = True
+    # Share of training batches (models with the LR encoder, v2/v3) whose cross-attention
+    # also sees a reference: the LR of another crop of the same photo (Fig. 11's fusion),
+    # so that `--reference` at sampling time runs a trained path. 0 = never.
+    reference_prob: float = 0.25
 
 
 @dataclass
 class TrainConfig:
     lr: float = 3e-5
-    weight_decay: float = 0.0
+    weight_decay: float = 0.01  # AdamW (Table 1; no value given): PyTorch's default
     warmup_steps: int = 500
     max_steps: int = 100_000
     ema_decay: float = 0.9999
@@ -261,6 +266,7 @@ def _size_photo(c: Config) -> None:
     c.train.lr, c.train.ema_decay, c.train.warmup_steps = 2e-4, 0.999, 200
     c.train.checkpoint_every, c.train.val_every = 250, 1000
     c.data.batch_size, c.data.crop = 16, 128
+    c.train.weight_decay = 0.0  # the recipe docs/recipe.md measured (and runs/default trains)
 
 
 def _part_res(c: Config) -> None:
@@ -380,11 +386,38 @@ def validate(cfg: Config) -> None:
         raise UserError(f"model.unet.unshuffle must be >= 1, got {cfg.model.unet.unshuffle}")
     if cfg.data.scale < 1:
         raise UserError(f"data.scale must be >= 1, got {cfg.data.scale}")
+    if not 0.0 <= cfg.data.reference_prob <= 1.0:
+        raise UserError(f"data.reference_prob must be in [0, 1], got {cfg.data.reference_prob}")
     if not 1 <= cfg.gan.steps <= cfg.diffusion.timesteps:
         raise UserError(f"gan.steps must be in 1..{cfg.diffusion.timesteps}")
+    _validate_validation(cfg)
     for site in cfg.model.encoder.sites:
         if site != "mid" and not (site.startswith("up") and site[2:].isdigit()):
             raise UserError(f"model.encoder.sites: '{site}' is not 'mid' or 'upN'")
+
+
+def _validate_validation(cfg: Config) -> None:
+    """The validation sampler must be one this model can run (checked before training)."""
+    t = cfg.train
+    if t.val_sampler == "lddpm" and not cfg.gan.enabled:
+        raise UserError("train.val_sampler=lddpm needs the gan part (the K-step chain); use ddim")
+    if t.val_sampler == "ddim" and not 1 <= t.val_steps <= cfg.diffusion.timesteps:
+        raise UserError(f"train.val_steps must be in 1..{cfg.diffusion.timesteps}, got {t.val_steps}")
+
+
+def inert_keys(cfg: Config) -> tuple[str, ...]:
+    """Keys that change nothing for this config (a part it lacks): a resumed run may differ
+    there, e.g. after a default changed (loss.adv 0.1 -> 1 of a run without gan)."""
+    inert = []
+    if not cfg.gan.enabled:
+        inert.append("loss.adv")
+    if not cfg.model.cvae.enabled:
+        inert.append("loss.kl")
+    if cfg.loss.content == 0 and cfg.loss.style == 0:
+        inert += ["loss.time_weighting", "loss.backbone", "loss.vgg_weights", "loss.mobilenet_weights"]
+    if not cfg.model.encoder.enabled:
+        inert.append("data.reference_prob")
+    return tuple(inert)
 
 
 def describe_presets() -> list[tuple[str, str]]:

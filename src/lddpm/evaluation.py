@@ -144,7 +144,8 @@ class Method(Protocol):
     def warm_up(self, lr: torch.Tensor) -> None:
         """One cheap call before timing, so one-off set-up costs do not land on image 1."""
 
-    def model_evaluations(self) -> int: ...
+    def model_evaluations(self) -> int:
+        """Network evaluations the last `upscale` call ran (all tiles and samples)."""
 
     def describe(self) -> dict[str, Any]: ...
 
@@ -190,7 +191,8 @@ class ModelMethod:
     ):
         self.upscaler, self.label, self.checkpoint = upscaler, label, checkpoint
         self.sampler, self.steps, self.eta, self.tile = sampler, steps, eta, tile
-        self._nfe = upscaler.model_evaluations(sampler, steps)  # also validates sampler/steps
+        upscaler.model_evaluations(sampler, steps)  # validates sampler/steps up front
+        self._nfe = 0  # counted by the upscaler over the tiles and samples of the last call
 
     @property
     def scale(self) -> int:
@@ -202,9 +204,12 @@ class ModelMethod:
             kwargs["eta"] = self.eta
         if self.tile is not None:
             kwargs["tile"] = self.tile
-        return self.upscaler.upscale(
+        before = self.upscaler.evaluations
+        out = self.upscaler.upscale(
             lr, sampler=self.sampler, steps=self.steps, seed=seed, num_samples=num_samples, **kwargs
         )
+        self._nfe = self.upscaler.evaluations - before
+        return out
 
     def warm_up(self, lr: torch.Tensor) -> None:
         # One network evaluation on a small crop is enough to initialise kernels and caches.
@@ -303,7 +308,7 @@ def evaluate_method(
             raise UserError(f"image {item['name']}: SR {samples[0].shape} but HR {hr.shape}")
         row = _image_row(item["name"], samples, hr, lr8, scale, suite)
         row[SECONDS] = seconds
-        row[NFE] = float(method.model_evaluations() * num_samples)
+        row[NFE] = float(method.model_evaluations())  # counted: all tiles and samples
         rows.append(row)
         for metric in suite.set_metrics.values():
             metric.update(Pair(samples[0], hr, lr8, scale))

@@ -28,3 +28,15 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
     return torch.bfloat16 if cpu_has_fast_bf16() else None
+
+
+def resolve_device(name: str | torch.device) -> torch.device:
+    """'cpu' / 'cuda' -> torch.device; a CUDA request without a usable CUDA device is a
+    UserError (one line, exit 2) instead of a failure at the first tensor moved there."""
+    from lddpm.errors import UserError
+
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {name}: no CUDA device is available (torch {torch.__version__}, "
+                        f"CUDA build: {torch.version.cuda or 'none'})")
+    return device

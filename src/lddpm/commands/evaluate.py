@@ -71,6 +71,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="psnr,ssim,lr_psnr",
         help="comma-separated: psnr,ssim,lr_psnr,lpips,dists,fid,is",
     )
+    metrics.add_argument(
+        "--y-rounding", default="matlab", choices=["matlab", "none"],
+        help="PSNR-Y/SSIM-Y: round Y to integers as MATLAB does (default), or not, as BasicSR",
+    )
     metrics.add_argument("--lpips-net", default="alex", choices=["alex", "vgg"])
     metrics.add_argument(
         "--lpips-weights", metavar="FILE", help="LPIPS linear layers (alex.pth/vgg.pth)"
@@ -206,7 +210,7 @@ def _suite(args: argparse.Namespace):
         vgg16=args.vgg16_weights,
         dists=args.dists_weights,
     )
-    return MetricSuite(args.metrics.split(","), weights, args.device)
+    return MetricSuite(args.metrics.split(","), weights, args.device, args.y_rounding)
 
 
 def _dataset(args: argparse.Namespace, scale: int):

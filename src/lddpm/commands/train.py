@@ -48,8 +48,6 @@ def _config(args: argparse.Namespace, output: Path) -> Config:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from lddpm.training import checkpoint as ckpt
     from lddpm.training.trainer import Trainer
 
@@ -61,8 +59,6 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--val-data folder not found: {args.val_data}")
     if ckpt.list_checkpoints(output) and not args.resume:
         raise UserError(f"{output} already holds a run: pass --resume to continue it, or choose another --output")
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA device is available")
     cfg = _config(args, output)
     init_from = None
     if args.init_from:

@@ -103,6 +103,9 @@ class HRFolder(torch.utils.data.Dataset):
     `dataset[index]` or `dataset[(index, epoch)]` ->
         {"lr": (3, crop/s, crop/s) float32 in [-1, 1], "hr": (3, crop, crop) float32 in
          [-1, 1], "index": int}
+    and with `references`, "ref": the LR (3, crop/s, crop/s) of another random crop of the
+    same photo, degraded the same way: a related view for the cross-attention's reference
+    tokens (Fig. 11), drawn after the main crop so the main crop does not change.
     All randomness (crop, flip/rotation, degradation) comes from generator_for(seed, epoch,
     index): the same (index, epoch) always gives the same tensors, in any worker, after a
     resume. `crop` is rounded down to a multiple of the scale. An image smaller than the
@@ -119,6 +122,7 @@ class HRFolder(torch.utils.data.Dataset):
         augment: bool = True,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         cache_bytes: int = 2**31,
+        references: bool = False,
     ):
         if degradation.scale != scale:
             raise ValueError(f"degradation scale {degradation.scale} != dataset scale {scale}")
@@ -127,7 +131,7 @@ class HRFolder(torch.utils.data.Dataset):
             raise UserError(f"data.crop={crop} is smaller than the scale {scale}")
         self.files = list(named_images(root).values())
         self.scale, self.degradation, self.seed = scale, degradation, seed
-        self.augment, self.max_pixels = augment, max_pixels
+        self.augment, self.max_pixels, self.references = augment, max_pixels, references
         self._cache = _ImageCache(cache_bytes)
         for file in self.files:
             # Read every header now: an unreadable file fails here, by name, as one line,
@@ -150,12 +154,21 @@ class HRFolder(torch.utils.data.Dataset):
         if not 0 <= index < len(self.files):
             raise IndexError(f"index {index} out of range for {len(self.files)} images")
         rng = generator_for(self.seed, epoch, index)
-        patch = random_crop(pad_to_at_least(self._image(index), self.crop), self.crop, rng)
+        image = pad_to_at_least(self._image(index), self.crop)
+        hr, lr = self._crop_pair(image, rng)
+        item = {"lr": lr * 2 - 1, "hr": hr * 2 - 1, "index": index}
+        if self.references:
+            item["ref"] = self._crop_pair(image, rng)[1] * 2 - 1
+        return item
+
+    def _crop_pair(self, image: np.ndarray, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """A random (augmented) HR crop in [0, 1] and its degraded LR."""
+        patch = random_crop(image, self.crop, rng)
         if self.augment:
             patch = dihedral(patch, int(rng.integers(4)), bool(rng.integers(2)))
         hr = to_tensor(np.ascontiguousarray(patch))
         lr, _ = self.degradation(hr, rng)
-        return {"lr": lr * 2 - 1, "hr": hr * 2 - 1, "index": index}
+        return hr, lr
 
 
 def _lr_key(name: str, scale: int, hr_names: set[str]) -> str:

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from lddpm.config import Config
-from lddpm.diffusion.denoiser import Parameterisation
+from lddpm.diffusion.denoiser import Parameterisation, clamp_straight_through
 from lddpm.diffusion.schedule import (
     Schedule,
     posterior_mean_var,
@@ -33,6 +33,7 @@ from lddpm.diffusion.schedule import (
 )
 from lddpm.models.discriminator import d_loss, g_loss, r1_penalty
 from lddpm.models.lddpm import Condition, LDDPMNet
+from lddpm.rng import randn
 
 
 @dataclass
@@ -55,7 +56,7 @@ class Objective:
 
     # ------------------------------------------------------------------ helpers
     def _randn(self, like: torch.Tensor, gen: torch.Generator, shape=None) -> torch.Tensor:
-        return torch.randn(shape or like.shape, generator=gen, device=like.device, dtype=like.dtype)
+        return randn(shape or like.shape, gen, like.device, like.dtype)  # drawn on gen's device
 
     def _prior_noise(self, net: LDDPMNet, x: torch.Tensor, gen: torch.Generator):
         shape = net.latent_shape(tuple(x.shape))
@@ -82,13 +83,20 @@ class Objective:
     def perceptual_terms(
         self, x0_hat: torch.Tensor, hr: torch.Tensor, up: torch.Tensor, t: np.ndarray
     ) -> dict[str, torch.Tensor]:
-        """Eq. 16-17 on the clean estimate as an image, optionally weighted by alphabar_t."""
+        """Eq. 16-17 on the clean estimate as an image, weighted by alphabar_t by default.
+
+        The image is clamped to [-1, 1] straight-through: the backbone only sees values an
+        image can have (an eps model's x0-hat reaches +-55 at t = T-1), while every pixel
+        keeps its gradient, which points back into the range since the HR lies inside it.
+        The magnitude is bounded by the weight: for eps-prediction d x0-hat / d eps =
+        sqrt(1 - ab) / sqrt(ab), so the weight ab leaves sqrt(ab (1 - ab)) <= 1/2 at every t.
+        """
         lc = self.cfg.loss
         if self.perceptual is None or (lc.content == 0 and lc.style == 0):
             return {}
         from lddpm.models.perceptual import time_weight
 
-        image_hat = self.param.to_image(x0_hat, up)
+        image_hat = clamp_straight_through(self.param.to_image(x0_hat, up), 1.0)
         ab = torch.as_tensor(self.sched.alphabar_at(t), dtype=torch.float32, device=hr.device)
         w = time_weight(ab, lc.time_weighting)
         terms = {}

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from lddpm.diffusion.schedule import Schedule, _column, posterior_mean_var, select_timesteps
+from lddpm.rng import randn
 
 DenoiseFn = Callable[[torch.Tensor, np.ndarray], tuple[torch.Tensor, torch.Tensor]]
 SAMPLERS = ("ddpm", "ddim", "lddpm")
@@ -33,7 +34,7 @@ class SamplerSpec:
 
 
 def _randn(shape, generator, like: torch.Tensor) -> torch.Tensor:
-    return torch.randn(shape, generator=generator, device=like.device, dtype=like.dtype)
+    return randn(shape, generator, like.device, like.dtype)  # drawn on the generator's device
 
 
 def ddpm_step(sched, x_t, x0, s, t, generator):
@@ -84,7 +85,7 @@ def sample(
     if spec.name not in SAMPLERS:
         raise ValueError(f"unknown sampler {spec.name!r}; valid: {', '.join(SAMPLERS)}")
     taus = timesteps_for(sched, spec)
-    x = x_T if x_T is not None else torch.randn(shape, generator=generator, device=device)
+    x = x_T if x_T is not None else randn(shape, generator, device)
     for i, t in enumerate(taus):
         s = int(taus[i + 1]) if i + 1 < len(taus) else -1
         x0, eps = denoise(x, np.full(x.shape[0], int(t), dtype=np.int64))

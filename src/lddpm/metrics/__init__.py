@@ -42,6 +42,7 @@ class MetricContext:
 
     weights: MetricWeights = field(default_factory=MetricWeights)
     device: torch.device | str = "cpu"
+    y_rounding: str = "matlab"  # PSNR-Y / SSIM-Y: matlab | none (psnr_ssim.Y_ROUNDINGS)
     _shared: dict[str, object] = field(default_factory=dict)
 
     def shared(self, name: str, build: Callable[[], object]) -> object:
@@ -53,13 +54,13 @@ class MetricContext:
 def _psnr(ctx: MetricContext) -> Metric:
     from lddpm.metrics.psnr_ssim import PSNRY
 
-    return PSNRY()
+    return PSNRY(ctx.y_rounding)
 
 
 def _ssim(ctx: MetricContext) -> Metric:
     from lddpm.metrics.psnr_ssim import SSIMY
 
-    return SSIMY()
+    return SSIMY(ctx.y_rounding)
 
 
 def _lr_psnr(ctx: MetricContext) -> Metric:
@@ -144,11 +145,12 @@ class MetricSuite:
         names: Iterable[str] = DEFAULT_METRICS,
         weights: MetricWeights | None = None,
         device: torch.device | str = "cpu",
+        y_rounding: str = "matlab",
     ):
         weights = weights or MetricWeights()
         if weights.lpips_net not in LPIPS_NETS:
             raise UserError(f"--lpips-net must be one of {', '.join(LPIPS_NETS)}")
-        context = MetricContext(weights, device)
+        context = MetricContext(weights, device, y_rounding)
         self.metrics: dict[str, Metric] = {}
         self.unavailable: dict[str, str] = {}
         for name in parse_metric_names(list(names)):

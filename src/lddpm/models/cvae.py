@@ -19,6 +19,7 @@ from torch import nn
 
 from lddpm.config import CVAEConfig
 from lddpm.models.layers import ResBlock, norm
+from lddpm.rng import randn
 
 
 class PosteriorEncoder(nn.Module):
@@ -74,7 +75,7 @@ class CVAE(nn.Module):
 
 def reparameterise(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     """Eq. 10: z = mu + sigma * delta, delta ~ N(0, I) drawn from the explicit generator."""
-    delta = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+    delta = randn(mu.shape, generator, mu.device, mu.dtype)  # drawn on the generator's device
     return mu + torch.exp(0.5 * logvar) * delta
 
 

@@ -12,6 +12,7 @@ import copy
 import math
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
-from lddpm.config import Config
+from lddpm.config import Config, inert_keys
 from lddpm.data.datasets import EvalFolder, HRFolder
 from lddpm.data.pipeline import Degradation
 from lddpm.diffusion.objective import Objective
@@ -28,7 +29,7 @@ from lddpm.diffusion.schedule import Schedule
 from lddpm.errors import UserError, display_path
 from lddpm.models.discriminator import TimeDiscriminator
 from lddpm.models.lddpm import LDDPMNet
-from lddpm.precision import resolve_precision
+from lddpm.precision import resolve_device, resolve_precision
 from lddpm.training import checkpoint as ckpt
 
 STEP_SEED_STRIDE = 1_000_003  # separates the per-step seeds of runs with different seeds
@@ -61,16 +62,50 @@ def step_generator(seed: int, step: int) -> torch.Generator:
 
 
 # ------------------------------------------------------------------------------ pieces
-def lr_lambda(warmup: int, total: int):
-    """Linear warm-up then cosine decay to 0 over the run's total steps (Table 1)."""
+@dataclass
+class LRPlan:
+    """The LR factor of every step: linear warm-up, then cosine decay to 0 at `total` (Table 1).
 
-    def f(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    Extending (or shortening) a run at step s moves `total` and makes the run join the
+    cosine it would have followed had it been started with the new total: a linear `ramp`
+    (start s, factor at s) over `warmup` steps from the current LR to that cosine, so the
+    LR never jumps, and from s + warmup on it is exactly the new plan's cosine. Stored in
+    the trainer state, so a resume with the same max_steps is exact.
+    """
+
+    warmup: int
+    total: int
+    ramp: tuple[int, float] | None = None  # (start step, LR factor at the start)
+
+    def cosine(self, step: int) -> float:
+        progress = min(1.0, (step - self.warmup) / max(1, self.total - self.warmup))
         return 0.5 * (1.0 + math.cos(math.pi * progress))
 
-    return f
+    def __call__(self, step: int) -> float:
+        if step < self.warmup:
+            return (step + 1) / self.warmup
+        if self.ramp is not None:
+            start, factor = self.ramp
+            end = start + min(self.warmup, self.total - start)
+            if step < end:
+                return factor + (self.cosine(end) - factor) * (step - start) / (end - start)
+        return self.cosine(step)
+
+    def extended(self, step: int, total: int) -> LRPlan:
+        """The plan of a run resumed at `step` with max_steps `total` (self if unchanged)."""
+        if total == self.total:
+            return self
+        if step < self.warmup:  # the warm-up does not depend on the total: replan
+            return LRPlan(self.warmup, total)
+        return LRPlan(self.warmup, total, (step, self(step)))
+
+    def state(self) -> list[float]:
+        return [self.warmup, self.total, *(self.ramp or ())]
+
+    @classmethod
+    def from_state(cls, values: list[float]) -> LRPlan:
+        warmup, total, *ramp = values
+        return cls(int(warmup), int(total), (int(ramp[0]), float(ramp[1])) if ramp else None)
 
 
 @torch.no_grad()
@@ -113,7 +148,7 @@ class Trainer:
         init_from: Path | None = None,
     ):
         self.cfg, self.output, self.progress = cfg, Path(output), progress
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         self.autocast_dtype = resolve_precision(cfg.train.precision, self.device)
         torch.manual_seed(cfg.train.seed)  # initial weights
         self.model = build_model(cfg).to(self.device)
@@ -130,9 +165,8 @@ class Trainer:
         self.d_opt = None
         if self.disc is not None:
             self.d_opt = torch.optim.AdamW(self.disc.parameters(), lr=cfg.gan.d_lr, betas=(0.5, 0.9))
-        self.lr_sched = torch.optim.lr_scheduler.LambdaLR(
-            self.opt, lr_lambda(cfg.train.warmup_steps, cfg.train.max_steps)
-        )
+        self.lr_plan = LRPlan(cfg.train.warmup_steps, cfg.train.max_steps)
+        self.lr_sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda step: self.lr_plan(step))
         self.step = 0
         if resume and ckpt.list_checkpoints(self.output):
             self._restore()
@@ -153,6 +187,7 @@ class Trainer:
         return HRFolder(
             data_dir, d.scale, d.crop, Degradation(d), seed=self.cfg.train.seed,
             augment=d.augment, max_pixels=d.max_pixels,
+            references=self.model.encoder is not None and d.reference_prob > 0,
         )
 
     def _val_set(self, val_dir: Path) -> EvalFolder:
@@ -165,6 +200,7 @@ class Trainer:
             "step": self.step,
             "optimizer": self.opt.state_dict(),
             "lr_schedule": self.lr_sched.state_dict(),
+            "lr_plan": self.lr_plan.state(),
             "torch_rng": torch.get_rng_state(),
             "numpy_rng": np.random.get_state()[1].tolist(),
         }
@@ -193,7 +229,8 @@ class Trainer:
             return
         path = found[-1]
         saved = ckpt.read_config(path)
-        diff = ckpt.config_differences(saved, self.cfg, ignore=("train.max_steps", "train.val", "train.checkpoint_every", "train.log_every"))
+        ignore = ("train.max_steps", "train.val", "train.checkpoint_every", "train.log_every")
+        diff = ckpt.config_differences(saved, self.cfg, ignore=ignore + inert_keys(self.cfg))
         if diff:
             raise UserError(f"{path} was trained with a different config: " + "; ".join(diff[:6]))
         ckpt.load_weights(self.model, path / ckpt.MODEL_FILE)
@@ -207,7 +244,20 @@ class Trainer:
             self.d_opt.load_state_dict(state["d_optimizer"])
         torch.set_rng_state(state["torch_rng"])
         self.step = int(state["step"])
+        self._restore_lr_plan(state, saved)
         tqdm.write(f"lddpm: resumed from {display_path(path)} at step {self.step}")
+
+    def _restore_lr_plan(self, state: dict, saved: Config) -> None:
+        """The saved plan (a state written before plans were stored: warm-up and cosine over
+        the saved config's max_steps), extended to this run's max_steps."""
+        if "lr_plan" in state:
+            plan = LRPlan.from_state(state["lr_plan"])
+        else:
+            plan = LRPlan(saved.train.warmup_steps, saved.train.max_steps)
+        self.lr_plan = plan.extended(self.step, self.cfg.train.max_steps)
+        if self.lr_plan is not plan:
+            tqdm.write(f"lddpm: max_steps {plan.total} -> {self.lr_plan.total}: the learning rate "
+                       f"joins the new cosine over the next {self.cfg.train.warmup_steps} steps")
 
     # ---------------------------------------------------------------- loop
     def _loader(self) -> Iterator[dict]:
@@ -234,8 +284,9 @@ class Trainer:
         self.model.train()
         if self.disc is not None:
             self.disc.requires_grad_(False)  # D is frozen during the G step
+        refs = self._references(batch, gen)
         with self._autocast():
-            total, terms = self.objective.generator_loss(self.model, batch, gen, self.disc)
+            total, terms = self.objective.generator_loss(self.model, batch, gen, self.disc, refs)
         self.opt.zero_grad(set_to_none=True)
         total.backward()
         grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip)
@@ -247,6 +298,14 @@ class Trainer:
         logs.update({k: float(v.detach()) for k, v in terms.items()})
         logs.update(loss=float(total.detach()), grad_norm=float(grad_norm), lr=self.lr_sched.get_last_lr()[0])
         return logs
+
+    def _references(self, batch: dict, gen: torch.Generator) -> list[torch.Tensor] | None:
+        """Trains Fig. 11's fusion: with probability data.reference_prob the batch's
+        cross-attention also sees the "ref" views (other crops of the same photos)."""
+        if "ref" not in batch:
+            return None
+        use = float(torch.rand((), generator=gen)) < self.cfg.data.reference_prob
+        return [batch["ref"]] if use else None
 
     def _discriminator_step(self, batch: dict, gen: torch.Generator) -> dict[str, float]:
         assert self.disc is not None and self.d_opt is not None

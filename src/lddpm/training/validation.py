@@ -22,6 +22,11 @@ def _center_crop(x: torch.Tensor, size: int, multiple: int) -> torch.Tensor:
     return x[..., top : top + th, left : left + tw]
 
 
+def validation_steps(cfg: Config) -> int | None:
+    """`train.val_steps` for ddim; ddpm (T steps) and lddpm (the trained K) have their own."""
+    return cfg.train.val_steps if cfg.train.val_sampler == "ddim" else None
+
+
 def validation_report(upscaler, val_set, cfg: Config, png_path: Path) -> float:
     """Mean PSNR-Y over the first `train.val_images` images; writes the grid to png_path."""
     s = cfg.data.scale
@@ -31,7 +36,7 @@ def validation_report(upscaler, val_set, cfg: Config, png_path: Path) -> float:
         item = val_set[i]
         hr = _center_crop(item["hr"], side, s)
         lr = _center_crop(item["lr"], side // s, 1)[..., : hr.shape[-2] // s, : hr.shape[-1] // s]
-        sr = upscaler.upscale(lr[None], cfg.train.val_sampler, cfg.train.val_steps, seed=i)[0, 0]
+        sr = upscaler.upscale(lr[None], cfg.train.val_sampler, validation_steps(cfg), seed=i)[0, 0]
         scores.append(psnr_y(to_uint8(sr), to_uint8(hr), border=s))
         rows.append(_grid_row(lr, sr, hr, s))
     width = max(r.shape[1] for r in rows)
