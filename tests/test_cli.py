@@ -168,7 +168,7 @@ def test_num_samples_writes_different_files(gan_run, lr_image, tmp_path, capsys)
     rc, _, err = run_cli(capsys, "upscale", lr_image, "--output", tmp_path / "out",
                          "--checkpoint", gan_run, "--num-samples", "2", *FAST)
     assert rc == 0, err
-    a, b = (np.asarray(Image.open(tmp_path / "out" / f"lr_s{k}.png")) for k in range(2))
+    a, b = (np.asarray(Image.open(tmp_path / "out" / f"lr_x{SCALE}_s{k}.png")) for k in range(2))
     assert a.shape == b.shape == (13 * SCALE, 10 * SCALE, 3)
     assert not np.array_equal(a, b)
 
@@ -196,8 +196,8 @@ def test_folder_with_one_corrupt_file_upscales_the_rest(tiny_run, corrupt_png, t
                          "--checkpoint", tiny_run, *FAST)
     assert rc == 2
     assert "Traceback" not in err and "broken.png" in err
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["img0.png", "img1.png"]
-    with Image.open(tmp_path / "out" / "img1.png") as im:
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [f"img0_x{SCALE}.png", f"img1_x{SCALE}.png"]
+    with Image.open(tmp_path / "out" / f"img1_x{SCALE}.png") as im:
         assert im.size == (14 * SCALE, 9 * SCALE)
 
 

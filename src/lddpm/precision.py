@@ -30,13 +30,33 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
     return torch.bfloat16 if cpu_has_fast_bf16() else None
 
 
+DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
+
+
+def _mps_available() -> bool:
+    return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+
+
 def resolve_device(name: str | torch.device) -> torch.device:
-    """'cpu' / 'cuda' -> torch.device; a CUDA request without a usable CUDA device is a
-    UserError (one line, exit 2) instead of a failure at the first tensor moved there."""
+    """'cpu', 'cuda', 'cuda:N', 'mps' or 'auto' (CUDA, else MPS, else CPU) -> torch.device.
+    A device this machine lacks is a UserError (one line, exit 2) instead of a failure at
+    the first tensor moved there."""
     from lddpm.errors import UserError
 
-    device = torch.device(name)
+    if str(name) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "mps" if _mps_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"--device {name}: not a device; use one of {', '.join(DEVICES)}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"--device {name}: no CUDA device is available (torch {torch.__version__}, "
                         f"CUDA build: {torch.version.cuda or 'none'})")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise UserError(f"--device {name}: no CUDA device {device.index} "
+                        f"(this machine has {torch.cuda.device_count()})")
+    if device.type == "mps" and not _mps_available():
+        raise UserError(f"--device {name}: no MPS (Apple GPU) device is available")
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise UserError(f"--device {name}: not supported; use one of {', '.join(DEVICES)}")
     return device

@@ -20,7 +20,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 
-from lddpm.errors import UserError
+from lddpm.errors import UserError, display_path
 
 # What else torch.load / safetensors raise on corrupt, truncated or non-weight files.
 _UNREADABLE = (SafetensorError, RuntimeError, EOFError, OSError, ValueError)
@@ -70,7 +70,7 @@ def find_weight_file(
     cached = hub_checkpoint_dir() / filename
     if cached.is_file():
         return cached
-    looked.append(str(cached))
+    looked.append(display_path(cached))
 
     for package in packages:
         directory = _package_dir(package)
@@ -80,7 +80,7 @@ def find_weight_file(
         candidate = directory / filename
         if candidate.is_file():
             return candidate
-        looked.append(str(candidate))
+        looked.append(display_path(candidate))
 
     hint = f"; {how_to_get}" if how_to_get else ""
     raise WeightsNotFound(

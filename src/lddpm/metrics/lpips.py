@@ -22,10 +22,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from lddpm.errors import display_path
 from lddpm.metrics.base import Metric, Pair, uint8_to_batch
 from lddpm.metrics.weight_files import ShippedCopy, find_metric_weights, load_pretrained_backbone
-from lddpm.models.backbones import FeatureNet
-from lddpm.weights import load_state_dict_file, load_strict
+from lddpm.models.backbones import _TORCHVISION_URL, BACKBONES, FeatureNet
+from lddpm.weights import WeightsNotFound, hub_checkpoint_dir, load_state_dict_file, load_strict
 
 # v0.1 input scaling (applied to [-1, 1] images).
 SHIFT = (-0.030, -0.088, -0.188)
@@ -119,16 +120,23 @@ def load_lpips(
     if net not in VARIANTS:
         raise ValueError(f"unknown LPIPS network {net!r}; valid: {', '.join(VARIANTS)}")
     variant = VARIANTS[net]
+    backbone_file = BACKBONES[variant.backbone].filename
     path = find_metric_weights(
         variant.linear_file,
         linear_weights,
         LINEAR_WEIGHT_COPIES,
-        "to get it: pip install --no-deps lpips (it ships the file), or pass its path with "
-        "--lpips-weights",
+        f"LPIPS needs two files: the linear heads {variant.linear_file} and the "
+        f"{variant.backbone} backbone {backbone_file}; to get the heads: pip install --no-deps "
+        f"lpips (it ships them), or pass their path with --lpips-weights; the backbone: "
+        f"{_TORCHVISION_URL}{backbone_file} into {display_path(hub_checkpoint_dir())}",
     )
     linear = LinearLayers(variant.channels)
     load_strict(linear, load_state_dict_file(path), f"LPIPS linear layers {path}")
-    backbone = load_pretrained_backbone(variant.backbone, backbone_weights, normalize=False)
+    try:
+        backbone = load_pretrained_backbone(variant.backbone, backbone_weights, normalize=False)
+    except WeightsNotFound as exc:
+        raise WeightsNotFound(f"{exc} (LPIPS needs it besides the linear heads "
+                              f"{variant.linear_file}, found at {display_path(path)})") from None
     return LPIPSNet(backbone, linear, variant)
 
 

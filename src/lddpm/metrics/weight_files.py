@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from lddpm.errors import display_path
 from lddpm.models.backbones import FeatureNet, load_backbone
 from lddpm.weights import WeightsNotFound, find_weight_file, hub_checkpoint_dir
 
@@ -50,14 +51,14 @@ def _candidates(filename: str, copies: Sequence[ShippedCopy]) -> list[tuple[str,
     for copy in copies:
         if copy.package is None:
             path = Path(sys.prefix) / copy.folder / filename
-            found.append((str(path), path))
+            found.append((display_path(path), path))
             continue
         root = _package_root(copy.package)
         if root is None:
             found.append((f"package {copy.package} (not installed)", None))
         else:
             path = root / copy.folder / filename
-            found.append((str(path), path))
+            found.append((display_path(path), path))
     return found
 
 
@@ -75,7 +76,7 @@ def find_metric_weights(
     if explicit is not None:
         return find_weight_file(filename, explicit)
     cached = hub_checkpoint_dir() / filename
-    looked = [str(cached)]
+    looked = [display_path(cached)]
     if cached.is_file():
         return cached
     for description, path in _candidates(filename, copies):

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lddpm.errors import display_path
 from lddpm.weights import (
     find_weight_file,
     hub_checkpoint_dir,
@@ -246,7 +247,7 @@ BACKBONES: dict[str, BackboneSpec] = {
 
 
 def _how_to_get(spec: BackboneSpec, path_option: str | None) -> str:
-    where = f"download {_TORCHVISION_URL}{spec.filename} into {hub_checkpoint_dir()}"
+    where = f"download {_TORCHVISION_URL}{spec.filename} into {display_path(hub_checkpoint_dir())}"
     option = f", or pass its path with --set {path_option}=PATH" if path_option else ""
     return f"to get it: {spec.install_hint}{where}{option}"
 

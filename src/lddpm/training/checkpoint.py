@@ -139,13 +139,25 @@ def export_checkpoint(
     sampling defaults. Written to a temporary directory and renamed into place."""
     cdir = resolve_checkpoint(source)
     meta = read_meta(cdir)
-    state = load_file(str(weights_file(cdir, True)))
-    state = {k: v.to(dtype) if v.is_floating_point() else v
-             for k, v in state.items() if not k.startswith(drop_prefixes)}
-    meta.update(export=True, exported_from_step=meta.get("step"), lddpm_version=__version__)
+    meta.update(exported_from_step=meta.get("step"))
     if inference is not None:
         meta["inference"] = inference
-    out = Path(out)
+    return write_export(Path(out), load_file(str(weights_file(cdir, True))), meta, dtype, drop_prefixes)
+
+
+def write_export(
+    out: Path,
+    state: dict[str, torch.Tensor],
+    meta: dict[str, Any],
+    dtype: torch.dtype = torch.bfloat16,
+    drop_prefixes: tuple[str, ...] = ("cvae.posterior.",),
+) -> Path:
+    """The one writer of inference-only directories (`lddpm export`, `Upscaler.save_pretrained`):
+    `state` in `dtype` without `drop_prefixes` as model.safetensors, `meta` (needs "config";
+    marked `export`) as config.json. Written to a temporary directory, renamed into place."""
+    state = {k: v.to(dtype) if v.is_floating_point() else v
+             for k, v in state.items() if not k.startswith(drop_prefixes)}
+    meta = {**meta, "export": True, "lddpm_version": __version__}
     tmp = out.with_name(f".tmp-{out.name}-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
