@@ -23,7 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--init-from", metavar="CKPT",
                         help="start from these weights (a checkpoint, run, export or shipped model "
                              "name) with a fresh optimiser; a resumed run ignores it")
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--device", default="auto",
+                        help="cpu, cuda, cuda:N or auto (CUDA when present); under torchrun each "
+                             "rank uses cuda:LOCAL_RANK (README: several processes / GPUs)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
 
 
@@ -49,6 +51,7 @@ def _config(args: argparse.Namespace, output: Path) -> Config:
 
 def run(args: argparse.Namespace) -> int:
     from lddpm.training import checkpoint as ckpt
+    from lddpm.training import distributed
     from lddpm.training.trainer import Trainer
 
     output = Path(args.output)
@@ -66,14 +69,22 @@ def run(args: argparse.Namespace) -> int:
 
         init_from = resolve_model(args.init_from)
     output.mkdir(parents=True, exist_ok=True)
-    trainer = Trainer(
-        cfg, data, output, Path(args.val_data) if args.val_data else None,
-        device=args.device, resume=args.resume, progress=not args.no_progress,
-        init_from=init_from,
-    )
-    if trainer.step >= cfg.train.max_steps:
-        print(f"already at step {trainer.step} >= --max-steps {cfg.train.max_steps}: nothing to do")
+    dist, device = distributed.setup(args.device)  # joins torchrun's process group, if any
+    try:
+        dist.local_batch(cfg.data.batch_size)  # a global batch the ranks cannot share: exit 2
+        if dist.is_main:
+            print(dist.describe(cfg.data.batch_size, device), flush=True)
+        trainer = Trainer(
+            cfg, data, output, Path(args.val_data) if args.val_data else None,
+            device=device, resume=args.resume, progress=not args.no_progress,
+            init_from=init_from, dist=dist,
+        )
+        if trainer.step >= cfg.train.max_steps:
+            print(f"already at step {trainer.step} >= --max-steps {cfg.train.max_steps}: nothing to do")
+            return 0
+        last = trainer.fit(cfg.train.max_steps)
+        if dist.is_main:
+            print(f"checkpoint: {last}")
         return 0
-    last = trainer.fit(cfg.train.max_steps)
-    print(f"checkpoint: {last}")
-    return 0
+    finally:
+        distributed.teardown()

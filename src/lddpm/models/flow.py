@@ -66,6 +66,28 @@ def unsqueeze2x2(x: Tensor) -> Tensor:
     return x.reshape(b, c, h * 2, w * 2)
 
 
+def channel_moments(x: Tensor) -> tuple[Tensor, Tensor, int]:
+    """Per-channel mean and (biased) std of x (B, C, H, W), and the values per channel.
+
+    Under DistributedDataParallel each rank holds a slice of the batch: the moments are then
+    those of the whole batch (two all-reduces), so every replica initialises the same weights
+    (DDP never re-syncs parameters) and they equal a single process's on the whole batch.
+    """
+    dims = (0, 2, 3)
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        count = x.shape[0] * x.shape[2] * x.shape[3]
+        return x.mean(dims, keepdim=True), x.std(dims, keepdim=True, unbiased=False), count
+
+    def global_mean(v: Tensor) -> Tensor:
+        total = torch.cat([v.sum(dims).flatten(), v.new_tensor([v.numel() / v.shape[1]])])
+        torch.distributed.all_reduce(total)
+        return (total[:-1] / total[-1]).view(1, -1, 1, 1)
+
+    mean = global_mean(x)
+    count = x.shape[0] * x.shape[2] * x.shape[3] * torch.distributed.get_world_size()
+    return mean, global_mean((x - mean) ** 2).sqrt(), count
+
+
 class ActNorm(nn.Module):
     """Per-channel affine y = (x + bias) * exp(log_scale), data-initialised.
 
@@ -83,12 +105,11 @@ class ActNorm(nn.Module):
 
     @torch.no_grad()
     def _initialize(self, x: Tensor) -> None:
-        mean = x.mean(dim=(0, 2, 3), keepdim=True)
+        mean, std, count = channel_moments(x)
         self.bias.copy_(-mean)
         # One value per channel (batch 1 at a 1x1 deepest level) says nothing about the
         # spread: keep the scale at 1 then, only centre.
-        if x.shape[0] * x.shape[2] * x.shape[3] > 1:
-            std = x.std(dim=(0, 2, 3), keepdim=True, unbiased=False)
+        if count > 1:
             self.log_scale.copy_(-torch.log(std.clamp_min(_ACTNORM_MIN_STD)))
         self.initialized.fill_(True)
 

@@ -31,6 +31,7 @@ from lddpm.models.discriminator import TimeDiscriminator
 from lddpm.models.lddpm import LDDPMNet
 from lddpm.precision import resolve_device, resolve_precision
 from lddpm.training import checkpoint as ckpt
+from lddpm.training.distributed import Distributed
 
 STEP_SEED_STRIDE = 1_000_003  # separates the per-step seeds of runs with different seeds
 
@@ -146,8 +147,10 @@ class Trainer:
         resume: bool = False,
         progress: bool = True,
         init_from: Path | None = None,
+        dist: Distributed | None = None,
     ):
-        self.cfg, self.output, self.progress = cfg, Path(output), progress
+        self.dist = dist or Distributed()  # torchrun ranks; lddpm.training.distributed
+        self.cfg, self.output, self.progress = cfg, Path(output), progress and self.dist.is_main
         self.device = resolve_device(device)
         self.autocast_dtype = resolve_precision(cfg.train.precision, self.device)
         torch.manual_seed(cfg.train.seed)  # initial weights
@@ -174,9 +177,22 @@ class Trainer:
             self._initialise_from(Path(init_from))
         elif resume:
             self._restore()
+        self.g_loss, self.d_loss = self._loss_modules()
         self.dataset = self._dataset(data_dir)
         self.val_set = self._val_set(val_dir or data_dir)
         self.writer = None
+
+    def _loss_modules(self) -> tuple[nn.Module, nn.Module | None]:
+        """The G and D losses as modules: DDP-wrapped under torchrun (lddpm.training.distributed).
+        The objective is looked up at each call, so a replaced objective takes effect."""
+        def g(batch, gen, *args):
+            return self.objective.generator_loss(self.model, batch, gen, *args)
+
+        def d(batch, gen, *args):
+            return self.objective.discriminator_loss(self.model, self.disc, batch, gen, *args)
+
+        g_loss = self.dist.wrap(self.model, g)
+        return g_loss, None if self.disc is None else self.dist.wrap(self.disc, d)
 
     def _perceptual(self) -> nn.Module | None:
         module = build_perceptual(self.cfg)
@@ -208,7 +224,9 @@ class Trainer:
             state["d_optimizer"] = self.d_opt.state_dict()
         return state
 
-    def save(self) -> Path:
+    def save(self) -> Path | None:
+        if not self.dist.is_main:  # rank 0 writes for all
+            return None
         return ckpt.save_checkpoint(
             self.output, self.step, self.cfg, self.model, self.ema, self._trainer_state(), self.disc
         )
@@ -263,9 +281,10 @@ class Trainer:
     def _loader(self) -> Iterator[dict]:
         d = self.cfg.data
         sampler = EpochSampler(len(self.dataset), self.cfg.train.seed, skip=self.step * d.batch_size)
-        loader = DataLoader(
-            self.dataset, batch_size=d.batch_size, sampler=sampler, num_workers=d.workers,
-            drop_last=True, persistent_workers=d.workers > 0,
+        loader = DataLoader(  # batch_size is global: each rank loads its shard of it
+            self.dataset, batch_size=self.dist.local_batch(d.batch_size),
+            sampler=self.dist.shard(sampler, d.batch_size), num_workers=d.workers,
+            drop_last=True, persistent_workers=d.workers > 0, pin_memory=self.device.type == "cuda",
         )
         return iter(loader)
 
@@ -276,8 +295,8 @@ class Trainer:
 
     def _train_step(self, batch: dict) -> dict[str, float]:
         gen = step_generator(self.cfg.train.seed, self.step)
-        torch.manual_seed(self.cfg.train.seed * STEP_SEED_STRIDE + self.step)  # dropout
-        batch = {k: v.to(self.device) for k, v in batch.items() if torch.is_tensor(v)}
+        torch.manual_seed(self.dist.dropout_seed(self.cfg.train.seed * STEP_SEED_STRIDE + self.step))
+        batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items() if torch.is_tensor(v)}
         logs: dict[str, float] = {}
         if self.disc is not None:
             logs.update(self._discriminator_step(batch, gen))
@@ -286,7 +305,7 @@ class Trainer:
             self.disc.requires_grad_(False)  # D is frozen during the G step
         refs = self._references(batch, gen)
         with self._autocast():
-            total, terms = self.objective.generator_loss(self.model, batch, gen, self.disc, refs)
+            total, terms = self.g_loss(batch, gen, self.disc, refs)
         self.opt.zero_grad(set_to_none=True)
         total.backward()
         grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip)
@@ -313,7 +332,7 @@ class Trainer:
         self.disc.train()
         with_r1 = self.cfg.gan.r1_weight > 0 and self.step % self.cfg.gan.r1_every == 0
         with self._autocast():
-            total, terms = self.objective.discriminator_loss(self.model, self.disc, batch, gen, with_r1)
+            total, terms = self.d_loss(batch, gen, with_r1)
         self.d_opt.zero_grad(set_to_none=True)
         total.backward()
         self.d_opt.step()
@@ -323,7 +342,7 @@ class Trainer:
         """Trains until step == max_steps (the run's total); returns the last checkpoint."""
         from lddpm.extras import summary_writer as SummaryWriter  # UserError: lddpm[train]
 
-        self.writer = SummaryWriter(str(self.output / "tb"))
+        self.writer = SummaryWriter(str(self.output / "tb")) if self.dist.is_main else None
         t = self.cfg.train
         bar = tqdm(total=max_steps, initial=self.step, desc="train", unit="step",
                    disable=not self.progress, dynamic_ncols=True)
@@ -337,19 +356,24 @@ class Trainer:
                 if self.step % t.log_every == 0 or self.step == max_steps:
                     self._log(logs, bar, started)
                 if self.step % t.val_every == 0 or self.step == max_steps:
-                    self.validate()
+                    self.dist.on_main(self.validate)
                 if self.step % t.checkpoint_every == 0 or self.step == max_steps:
-                    last = self.save()
+                    self.dist.check_in_sync(self.model, self.ema, self.disc)
+                    last = self.dist.on_main(self.save)
         except KeyboardInterrupt:
             last = self.save()
             bar.close()
             tqdm.write(f"lddpm: interrupted; saved {last} (continue with --resume)")
             raise
         bar.close()
-        self.writer.close()
+        if self.writer is not None:
+            self.writer.close()
         return last or self.save()
 
     def _log(self, logs: dict[str, float], bar: tqdm, started: float) -> None:
+        logs = self.dist.mean(logs)  # every rank takes part; rank 0 reports
+        if not self.dist.is_main:
+            return
         for k, v in logs.items():
             self.writer.add_scalar(f"train/{k}", v, self.step)
         shown = {k: f"{v:.4f}" for k, v in logs.items() if k in ("loss", "ddpm", "kl", "adv", "d_adv", "content", "style")}
