@@ -33,14 +33,11 @@ browser:
 		|| echo "make browser: could not install chromium; the browser test will be skipped"; \
 	else echo "make browser: no apt-get; install chromium + chromedriver to run the browser test"; fi
 
-# Trains a tiny model for about a minute on the photos in examples/, then upscales one.
-# Re-running continues (or reuses) the same run instead of overwriting it.
+# Upscales the example photos with the model shipped in the package (no training): writes
+# demo_out/NAME_x4.png and demo_out/NAME_x4_compare.png (LR nearest | bicubic | lddpm) for each.
 demo: setup
-	$(LDDPM) train --preset tiny --set diffusion.target=residual --set data.scale=4 \
-		--data examples --output $(DEMO)/run --max-steps 800 --resume
-	$(LDDPM) upscale examples/chelsea.png --checkpoint $(DEMO)/run --sampler ddim --steps 20 \
-		--output $(DEMO)/chelsea_x4.png --overwrite
-	@echo "demo: wrote $(DEMO)/chelsea_x4.png (validation grids: $(DEMO)/run/val/)"
+	$(LDDPM) upscale examples/ --output $(DEMO) --side-by-side --overwrite
+	@echo "demo: open $(DEMO)/chelsea_x4_compare.png (LR nearest | bicubic | lddpm x4)"
 
 test: setup
 	$(VENV)/bin/pytest

@@ -120,3 +120,26 @@ def test_shipped_model_beats_bicubic_on_a_real_photo():
     to8 = lambda x: (x.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
     truth = to8(hr[0])
     assert psnr_y(to8(sr), truth, border=4) > psnr_y(to8(bicubic), truth, border=4) + 0.3
+
+
+def test_side_by_side_writes_lr_bicubic_and_result_panels(exported, lr_png, tmp_path, capsys):
+    out = tmp_path / "out"
+    rc, _, err = run_cli(capsys, "upscale", lr_png, "--checkpoint", exported, "--output", out,
+                         "--side-by-side")
+    assert rc == 0, err
+    with Image.open(out / "photo_x2.png") as sr, Image.open(out / "photo_x2_compare.png") as sbs:
+        assert sbs.size == (3 * sr.width + 2 * 4, sr.height)
+        # the last panel is the result itself
+        assert np.array_equal(np.asarray(sbs)[:, -sr.width:], np.asarray(sr.convert("RGB")))
+
+
+def test_evaluate_compare_entries_carry_the_consistency(exported, image_dir, tmp_path, capsys):
+    report = tmp_path / "r.json"
+    rc, _, err = run_cli(capsys, "evaluate", "--compare", f"{exported}:ddim:2:none",
+                         f"{exported}:ddim:2:end", "--data", image_dir, "--max-images", "1",
+                         "--report", report)
+    assert rc == 0, err
+    methods = json.loads(report.read_text())["methods"]
+    assert [m.get("consistency") for m in methods[1:]] == ["none", "end"]
+    lr_psnr = [m["means"]["LR-PSNR"] for m in methods[1:]]
+    assert lr_psnr[1] > lr_psnr[0] + 3  # the projection makes the output agree with the input

@@ -188,9 +188,11 @@ class ModelMethod:
         checkpoint: str,
         eta: float = 0.0,
         tile: int | None = None,
+        consistency: str = "none",
     ):
         self.upscaler, self.label, self.checkpoint = upscaler, label, checkpoint
         self.sampler, self.steps, self.eta, self.tile = sampler, steps, eta, tile
+        self.consistency = consistency
         upscaler.model_evaluations(sampler, steps)  # validates sampler/steps up front
         self._nfe = 0  # counted by the upscaler over the tiles and samples of the last call
 
@@ -205,8 +207,9 @@ class ModelMethod:
         if self.tile is not None:
             kwargs["tile"] = self.tile
         before = self.upscaler.evaluations
-        out = self.upscaler.upscale(
-            lr, sampler=self.sampler, steps=self.steps, seed=seed, num_samples=num_samples, **kwargs
+        out = self.upscaler.upscale(  # consistency always: None would mean the model's default
+            lr, sampler=self.sampler, steps=self.steps, seed=seed, num_samples=num_samples,
+            consistency=self.consistency, **kwargs,
         )
         self._nfe = self.upscaler.evaluations - before
         return out
@@ -226,6 +229,7 @@ class ModelMethod:
             "sampler": self.sampler,
             "steps": self.steps,
             "eta": self.eta,
+            "consistency": self.consistency,
         }
 
 

@@ -19,6 +19,7 @@ from lddpm.errors import UserError
 
 SAMPLERS = ("ddpm", "ddim", "lddpm")
 REALESRGAN = "realesrgan-x4plus"  # a --compare entry that is not a checkpoint
+CONSISTENCY = ("none", "end", "step")  # as lddpm.diffusion.consistency.CONSISTENCY
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,14 +30,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--compare",
         nargs="+",
         metavar="ENTRY",
-        help="CHECKPOINT[:SAMPLER[:STEPS]] entries (and/or `bicubic`, `realesrgan-x4plus`) "
-        "to compare",
+        help="CHECKPOINT[:SAMPLER[:STEPS]][:CONSISTENCY] entries (and/or `bicubic`, "
+        "`realesrgan-x4plus`) to compare; CHECKPOINT may be a shipped model name",
     )
     what.add_argument(
         "--sampler",
-        default="ddim",
         choices=SAMPLERS,
-        help="sampler (default ddim; --compare entries may set their own)",
+        help="sampler (default: the model's own, else ddim; --compare entries may set their own)",
+    )
+    what.add_argument(
+        "--consistency", choices=CONSISTENCY,
+        help="LR consistency none|end|step (default: the model's; entries may end in :end etc.)",
     )
     what.add_argument("--steps", type=int, help="sampling steps (default: the sampler's)")
     what.add_argument("--eta", type=float, default=0.0, help="DDIM eta in [0, 1]")
@@ -116,9 +120,15 @@ def _check_args(args: argparse.Namespace) -> None:
 # ----------------------------------------------------------------------------------------------
 # Entries and methods
 # ----------------------------------------------------------------------------------------------
+def split_consistency(entry: str, default: str | None) -> tuple[str, str | None]:
+    """'runs/a:ddim:4:end' -> ('runs/a:ddim:4', 'end'); no suffix -> the default."""
+    head, _, last = entry.rpartition(":")
+    return (head, last) if head and last in CONSISTENCY else (entry, default)
+
+
 def parse_entry(
-    entry: str, default_sampler: str, default_steps: int | None
-) -> tuple[str, str, int | None]:
+    entry: str, default_sampler: str | None, default_steps: int | None
+) -> tuple[str, str | None, int | None]:
     """'runs/a:ddim:20' -> ('runs/a', 'ddim', 20); 'runs/a:ddpm' and 'runs/a' use the defaults.
 
     Parsed from the right, so a path may itself contain ':'.
@@ -146,15 +156,18 @@ class _Upscalers:
     def get(self, path: str) -> Any:
         from lddpm.inference import Upscaler
 
+        from lddpm.pretrained import resolve_model
+
         if path not in self._loaded:
             self._loaded[path] = Upscaler.from_checkpoint(
-                path, device=self.device, use_ema=not self.raw_weights
+                resolve_model(path), device=self.device, use_ema=not self.raw_weights
             )
         return self._loaded[path]
 
 
-def _label(path: str, sampler: str, steps: int | None) -> str:
-    return f"{path}:{sampler}" + (f":{steps}" if steps is not None else "")
+def _label(path: str, sampler: str, steps: int | None, consistency: str) -> str:
+    label = f"{path}:{sampler}" + (f":{steps}" if steps is not None else "")
+    return label + (f":{consistency}" if consistency != "none" else "")
 
 
 def build_methods(args: argparse.Namespace, upscalers: _Upscalers) -> list[Any]:
@@ -173,14 +186,16 @@ def build_methods(args: argparse.Namespace, upscalers: _Upscalers) -> list[Any]:
             seen.add(entry)
             methods.append(RealESRGANMethod(args.realesrgan_weights, args.device, args.tile))
             continue
-        path, sampler, steps = parse_entry(entry, args.sampler, args.steps)
-        label = _label(path, sampler, steps)
+        rest, consistency = split_consistency(entry, args.consistency)
+        path, sampler, steps = parse_entry(rest, args.sampler, args.steps)
+        upscaler = upscalers.get(path)
+        sampler, steps, consistency = upscaler.resolve(sampler, steps, consistency)
+        label = _label(path, sampler, steps, consistency)
         if label in seen:
             continue
         seen.add(label)
-        methods.append(
-            ModelMethod(upscalers.get(path), label, sampler, steps, path, args.eta, args.tile)
-        )
+        methods.append(ModelMethod(upscaler, label, sampler, steps, path, args.eta, args.tile,
+                                   consistency))
     return methods
 
 
