@@ -24,8 +24,8 @@ from lddpm.data.datasets import HRFolder
 from lddpm.data.pipeline import Degradation
 from lddpm.diffusion.objective import Objective
 from lddpm.diffusion.schedule import Schedule
+from lddpm.models.build import build_discriminator, build_network
 from lddpm.models.discriminator import g_loss
-from lddpm.training.trainer import build_discriminator, build_model
 
 SEEDS = (0, 1, 2)
 
@@ -41,7 +41,7 @@ def measure(crop: int, train_dir: Path) -> dict[str, float]:
     ratios: dict[str, list[float]] = {"kl (per dim)": [], "kl (sum)": [], "adv": []}
     for seed in SEEDS:
         torch.manual_seed(seed)
-        net, disc = build_model(cfg), build_discriminator(cfg)
+        net, disc = build_network(cfg), build_discriminator(cfg)
         obj = Objective(cfg, Schedule.from_config(cfg.diffusion))
         data = HRFolder(train_dir, cfg.data.scale, crop, Degradation(cfg.data), seed=seed)
         batch = {k: torch.stack([data[i][k] for i in range(8)]) for k in ("hr", "lr")}

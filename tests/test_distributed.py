@@ -22,9 +22,9 @@ import torch
 from conftest import SCALE, train_args
 from safetensors.torch import load_file
 
+from lddpm import checkpoint as ckpt
 from lddpm.cli import main
 from lddpm.errors import UserError
-from lddpm.training import checkpoint as ckpt
 from lddpm.training.distributed import Distributed, ShardedDraws, ShardSampler
 
 PRESET = "tiny+v3+glow+gan"

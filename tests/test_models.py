@@ -13,6 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from lddpm.checkpoint import save_checkpoint
 from lddpm.config import build_preset
 from lddpm.errors import UserError
 from lddpm.inference import Upscaler
@@ -20,7 +21,6 @@ from lddpm.models.cvae import kl_standard_normal
 from lddpm.models.encoder import AdaptiveCrossAttention
 from lddpm.models.lddpm import LDDPMNet, count_parameters
 from lddpm.models.unet import UNet
-from lddpm.training.checkpoint import save_checkpoint
 
 
 def _config(preset: str, scale: int = 2, timesteps: int = 50):

@@ -37,7 +37,7 @@ from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from lddpm.training.checkpoint import read_config, resolve_checkpoint
+from lddpm.checkpoint import read_config, resolve_checkpoint
 
 CHELSEA = Path(__file__).resolve().parents[1] / "examples" / "chelsea.png"
 RESULT_TIMEOUT = 300  # seconds for one upscale in the page (a real model on a busy CPU)

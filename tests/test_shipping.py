@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,11 +13,11 @@ from PIL import Image
 from safetensors.torch import load_file
 from test_cli import assert_one_line_error, run_cli
 
+from lddpm import checkpoint as ckpt
 from lddpm import pretrained
 from lddpm.data.resize import imresize
 from lddpm.inference import Upscaler
 from lddpm.metrics.psnr_ssim import psnr_y
-from lddpm.training import checkpoint as ckpt
 
 
 @pytest.fixture
@@ -143,3 +144,21 @@ def test_evaluate_compare_entries_carry_the_consistency(exported, image_dir, tmp
     assert [m.get("consistency") for m in methods[1:]] == ["none", "end"]
     lr_psnr = [m["means"]["LR-PSNR"] for m in methods[1:]]
     assert lr_psnr[1] > lr_psnr[0] + 3  # the projection makes the output agree with the input
+
+
+# ------------------------------------------------------------------ checkpoints written before
+PRE14 = Path(__file__).parent / "fixtures" / "pre14"
+
+
+def test_an_export_written_before_the_layout_change_loads_and_samples_the_same():
+    """tests/fixtures/pre14: a tiny+v3+glow+gan (x2) bf16 export written by the code before
+    issue 14 moved checkpoint I/O out of training/ (`lddpm.training.checkpoint.
+    export_checkpoint`), with what that code sampled from it on a fixed LR. The files are
+    read by today's loader and must give the same images."""
+    expected = load_file(str(PRE14 / "expected.safetensors"))
+    up = Upscaler.from_pretrained(PRE14 / "export")
+    assert up.defaults["sampler"] == "lddpm" and up.cfg.gan.enabled and up.cfg.model.glow.enabled
+    lr = expected["lr"]
+    torch.testing.assert_close(up.upscale(lr, seed=0)[0], expected["lddpm"], rtol=0, atol=1e-6)
+    torch.testing.assert_close(up.upscale(lr, sampler="ddim", steps=3, seed=0, tile=6)[0],
+                               expected["ddim3"], rtol=0, atol=1e-6)

@@ -12,12 +12,12 @@ import pytest
 import torch
 from conftest import FAST_SETTINGS, SCALE, train_args
 
+from lddpm import checkpoint as ckpt
 from lddpm.cli import main
 from lddpm.config import Config, apply_overrides, build_preset
 from lddpm.data.imageio import load_image, to_tensor
 from lddpm.errors import UserError
 from lddpm.inference import Upscaler
-from lddpm.training import checkpoint as ckpt
 from lddpm.training.trainer import LRPlan, Trainer
 
 

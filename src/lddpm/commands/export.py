@@ -29,8 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from lddpm import checkpoint as ckpt
     from lddpm.inference import Upscaler
-    from lddpm.training import checkpoint as ckpt
 
     out = Path(args.output)
     if out.exists() and not args.overwrite:

@@ -14,14 +14,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _params(name: str, scale: int) -> str:
-    from lddpm.models.lddpm import LDDPMNet, count_parameters
-    from lddpm.training.trainer import build_discriminator
-
     import torch
 
+    from lddpm.models.build import build_discriminator, build_network
+    from lddpm.models.lddpm import count_parameters
+
     cfg = build_preset(name)
+    cfg.data.scale = scale
     with torch.device("meta"):  # shapes only: counting needs no memory and no init time
-        net = count_parameters(LDDPMNet(cfg.model, scale))
+        net = count_parameters(build_network(cfg))
         disc = build_discriminator(cfg)
     extra = f" + D {count_parameters(disc) / 1e6:.2f}M" if disc is not None else ""
     return f"{net / 1e6:.2f}M{extra}"

@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _config(args: argparse.Namespace, output: Path) -> Config:
-    from lddpm.training import checkpoint as ckpt
+    from lddpm import checkpoint as ckpt
 
     found = ckpt.list_checkpoints(output)
     if args.config:
@@ -50,7 +50,7 @@ def _config(args: argparse.Namespace, output: Path) -> Config:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lddpm.training import checkpoint as ckpt
+    from lddpm import checkpoint as ckpt
     from lddpm.training import distributed
     from lddpm.training.trainer import Trainer
 

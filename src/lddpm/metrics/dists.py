@@ -27,9 +27,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from lddpm.metrics.base import Metric, Pair, uint8_to_batch
-from lddpm.metrics.weight_files import ShippedCopy, find_metric_weights, load_pretrained_backbone
+from lddpm.metrics.weight_files import load_pretrained_backbone
 from lddpm.models.backbones import VGG
-from lddpm.weights import load_state_dict_file, load_strict
+from lddpm.weights import ShippedCopy, find_weight_file, load_state_dict_file, load_strict
 
 WEIGHTS_FILE = "weights.pt"
 WEIGHT_COPIES = (
@@ -129,7 +129,7 @@ def load_dists(
     weights_path: str | Path | None = None, vgg_weights: str | Path | None = None
 ) -> DISTSNet:
     """DISTS with pretrained VGG-16 and alpha/beta (WeightsNotFound if either is absent)."""
-    path = find_metric_weights(
+    path = find_weight_file(
         WEIGHTS_FILE,
         weights_path,
         WEIGHT_COPIES,

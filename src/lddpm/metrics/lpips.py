@@ -24,9 +24,16 @@ from torch import nn
 
 from lddpm.errors import display_path
 from lddpm.metrics.base import Metric, Pair, uint8_to_batch
-from lddpm.metrics.weight_files import ShippedCopy, find_metric_weights, load_pretrained_backbone
+from lddpm.metrics.weight_files import load_pretrained_backbone
 from lddpm.models.backbones import _TORCHVISION_URL, BACKBONES, FeatureNet
-from lddpm.weights import WeightsNotFound, hub_checkpoint_dir, load_state_dict_file, load_strict
+from lddpm.weights import (
+    ShippedCopy,
+    WeightsNotFound,
+    find_weight_file,
+    hub_checkpoint_dir,
+    load_state_dict_file,
+    load_strict,
+)
 
 # v0.1 input scaling (applied to [-1, 1] images).
 SHIFT = (-0.030, -0.088, -0.188)
@@ -121,7 +128,7 @@ def load_lpips(
         raise ValueError(f"unknown LPIPS network {net!r}; valid: {', '.join(VARIANTS)}")
     variant = VARIANTS[net]
     backbone_file = BACKBONES[variant.backbone].filename
-    path = find_metric_weights(
+    path = find_weight_file(
         variant.linear_file,
         linear_weights,
         LINEAR_WEIGHT_COPIES,

@@ -21,16 +21,15 @@ from torch import nn
 from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
+from lddpm import checkpoint as ckpt
 from lddpm.config import Config, inert_keys
 from lddpm.data.datasets import EvalFolder, HRFolder
 from lddpm.data.pipeline import Degradation
 from lddpm.diffusion.objective import Objective
 from lddpm.diffusion.schedule import Schedule
 from lddpm.errors import UserError, display_path
-from lddpm.models.discriminator import TimeDiscriminator
-from lddpm.models.lddpm import LDDPMNet
+from lddpm.models.build import build_discriminator, build_network, build_perceptual
 from lddpm.precision import resolve_device, resolve_precision
-from lddpm.training import checkpoint as ckpt
 from lddpm.training.distributed import Distributed
 
 STEP_SEED_STRIDE = 1_000_003  # separates the per-step seeds of runs with different seeds
@@ -117,24 +116,6 @@ def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
         e.copy_(b)
 
 
-def build_model(cfg: Config) -> LDDPMNet:
-    return LDDPMNet(cfg.model, cfg.data.scale)
-
-
-def build_discriminator(cfg: Config) -> TimeDiscriminator | None:
-    if not cfg.gan.enabled:
-        return None
-    return TimeDiscriminator(cfg.gan.d_channels, cfg.diffusion.timesteps)
-
-
-def build_perceptual(cfg: Config) -> nn.Module | None:
-    if cfg.loss.content == 0 and cfg.loss.style == 0:
-        return None
-    from lddpm.models.perceptual import PerceptualLoss
-
-    return PerceptualLoss(cfg.loss)
-
-
 # ------------------------------------------------------------------------------ trainer
 class Trainer:
     def __init__(
@@ -154,7 +135,7 @@ class Trainer:
         self.device = resolve_device(device)
         self.autocast_dtype = resolve_precision(cfg.train.precision, self.device)
         torch.manual_seed(cfg.train.seed)  # initial weights
-        self.model = build_model(cfg).to(self.device)
+        self.model = build_network(cfg).to(self.device)
         self.ema = copy.deepcopy(self.model).requires_grad_(False).eval()
         self.disc = build_discriminator(cfg)
         if self.disc is not None:

@@ -26,6 +26,7 @@ from torch import nn
 from lddpm import __version__
 from lddpm.config import Config, config_from_dict
 from lddpm.errors import UserError
+from lddpm.weights import Mismatch, load_state_dict_file, load_strict
 
 CONFIG_FILE = "config.json"
 MODEL_FILE = "model.safetensors"
@@ -181,43 +182,34 @@ def _part_of(key: str) -> str:
     return key.split(".")[0]
 
 
-def describe_key_mismatch(missing: list[str], unexpected: list[str]) -> str:
-    """'checkpoint lacks: LR encoder (part v2), ...; has extra: ...' grouped by part."""
+def describe_parts(mismatch: Mismatch) -> str:
+    """'the checkpoint lacks LR encoder (part v2) [encoder.*], ...; it has parts the model
+    does not: ...' grouped by part; a shape difference only when every key matches."""
     def parts(keys: list[str]) -> str:
         names = sorted({_part_of(k) for k in keys})
         return ", ".join(f"{PART_NAMES.get(n, n)} [{n}.*]" for n in names)
 
     bits = []
-    if missing:
-        bits.append(f"the checkpoint lacks {parts(missing)}")
-    if unexpected:
-        bits.append(f"it has parts the model does not: {parts(unexpected)}")
-    return "; ".join(bits)
+    if mismatch.missing:
+        bits.append(f"the checkpoint lacks {parts(mismatch.missing)}")
+    if mismatch.unexpected:
+        bits.append(f"it has parts the model does not: {parts(mismatch.unexpected)}")
+    if bits:
+        return "; ".join(bits)
+    key, saved, own = mismatch.wrong_shape[0]
+    return (f"{len(mismatch.wrong_shape)} weights differ in shape, e.g. {key}: "
+            f"checkpoint {saved} vs model {own}")
 
 
 def load_weights(
     module: nn.Module, file: Path, optional_prefixes: tuple[str, ...] = ()
 ) -> None:
-    """Loads safetensors weights strictly; keys under optional_prefixes may be absent."""
+    """Loads a checkpoint's safetensors weights strictly (`lddpm.weights.load_strict`); keys
+    under optional_prefixes may be absent. Mismatches are named by model part."""
     if not file.is_file():
         raise UserError(f"checkpoint file missing: {file}")
-    try:
-        state = load_file(str(file))
-    except Exception as exc:  # safetensors raises its own error types for corrupt files
-        raise UserError(f"{file}: cannot read weights ({exc})") from None
-    own = module.state_dict()
-    missing = [k for k in own if k not in state and not k.startswith(optional_prefixes)]
-    unexpected = [k for k in state if k not in own]
-    shape_diff = [k for k in state if k in own and state[k].shape != own[k].shape]
-    if missing or unexpected:
-        raise UserError(f"{file.parent}: {describe_key_mismatch(missing, unexpected)}")
-    if shape_diff:
-        k = shape_diff[0]
-        raise UserError(
-            f"{file.parent}: {len(shape_diff)} weights differ in shape, e.g. {k}: "
-            f"checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-        )
-    module.load_state_dict(state, strict=False)
+    load_strict(module, load_state_dict_file(file), str(file.parent),
+                optional_prefixes=optional_prefixes, describe=describe_parts)
 
 
 def config_differences(a: Config, b: Config, ignore: tuple[str, ...] = ()) -> list[str]:
