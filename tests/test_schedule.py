@@ -363,3 +363,28 @@ def test_v_prediction_round_trip_recovers_eps_and_x0_exactly():
     torch.testing.assert_close(eps_from_v(sched, x_t, t, v), eps, rtol=0, atol=1e-12)
     torch.testing.assert_close(predict_x0(sched, x_t, t, to_eps(sched, "v", x_t, t, v)), x0, rtol=0, atol=1e-9)
     assert to_eps(sched, "eps", x_t, t, eps) is eps
+
+
+def test_set_timesteps_is_the_one_place_the_step_count_is_decided():
+    from lddpm.config import build_preset
+    from lddpm.diffusion.objective import Objective
+    from lddpm.diffusion.samplers import set_timesteps
+    from lddpm.errors import SamplingError, UserError
+
+    # one default per sampler
+    assert len(set_timesteps("ddpm", None, T)) == T
+    assert len(set_timesteps("ddim", None, T)) == min(50, T)
+    assert len(set_timesteps("ddim", None, 20)) == 20
+    np.testing.assert_array_equal(set_timesteps("lddpm", None, T, (4, "quadratic")),
+                                  select_timesteps(T, 4, "quadratic")[::-1])
+    # the training GAN chain visits exactly the timesteps the lddpm sampler does
+    cfg = build_preset("tiny+gan")
+    chain = (cfg.gan.steps, cfg.gan.timestep_rule)
+    taus = Objective(cfg, Schedule.from_config(cfg.diffusion)).taus
+    np.testing.assert_array_equal(taus[::-1], set_timesteps("lddpm", None, 1000, chain))
+    # one error type: a one-line CLI error that library callers can catch as ValueError
+    for args in [("euler", None, T), ("ddpm", 10, T), ("ddim", 0, T), ("ddim", T + 1, T),
+                 ("lddpm", None, T, None), ("lddpm", 3, T, (4, "uniform"))]:
+        with pytest.raises(SamplingError) as caught:
+            set_timesteps(*args)
+        assert isinstance(caught.value, UserError) and isinstance(caught.value, ValueError)

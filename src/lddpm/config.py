@@ -19,6 +19,9 @@ from lddpm.errors import UserError
 
 
 PREDICTIONS = ("eps", "v", "x0")
+# The samplers (lddpm.diffusion.samplers) and the rules that pick the K-step chain's timesteps.
+SAMPLERS = ("ddpm", "ddim", "lddpm")
+TIMESTEP_RULES = ("uniform", "quadratic")
 # x4 residual HR - bicubic(LR) has a std of about RESIDUAL_STD_X4 in [-1, 1] units on the
 # training photos (`python benchmarks/recipe.py --measure-only`); scaling it by this factor gives
 # it about the spread of an image in [-1, 1] (std 0.5).
@@ -368,12 +371,12 @@ def validate(cfg: Config) -> None:
         "diffusion.schedule": (cfg.diffusion.schedule, ("linear", "cosine")),
         "diffusion.target": (cfg.diffusion.target, ("image", "residual")),
         "diffusion.prediction": (cfg.diffusion.prediction, PREDICTIONS),
-        "gan.timestep_rule": (cfg.gan.timestep_rule, ("uniform", "quadratic")),
+        "gan.timestep_rule": (cfg.gan.timestep_rule, TIMESTEP_RULES),
         "loss.backbone": (cfg.loss.backbone, ("vgg19", "mobilenet_v2")),
         "loss.time_weighting": (cfg.loss.time_weighting, ("none", "alphabar")),
         "data.degradation": (cfg.data.degradation, ("bicubic", "bsrgan")),
         "train.precision": (cfg.train.precision, ("auto", "fp32", "bf16")),
-        "train.val_sampler": (cfg.train.val_sampler, ("ddpm", "ddim", "lddpm")),
+        "train.val_sampler": (cfg.train.val_sampler, SAMPLERS),
     }
     for key, (value, valid) in choices.items():
         if value not in valid:

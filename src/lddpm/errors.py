@@ -1,11 +1,18 @@
 """The one exception type that the CLI turns into a single line and exit code 2."""
 
+from __future__ import annotations
+
 
 class UserError(Exception):
     """Bad input from the user: missing/corrupt file, bad option, mismatched checkpoint.
 
     The CLI prints `lddpm: error: <message>` and exits with code 2, never a traceback.
     """
+
+
+class SamplingError(UserError, ValueError):
+    """A sampler or step count that this schedule or checkpoint cannot run (one line, exit 2
+    in the CLI; library callers may catch it as the ValueError it also is)."""
 
 
 def display_path(path) -> str:

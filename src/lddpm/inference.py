@@ -35,7 +35,13 @@ from lddpm.data.imageio import Photo, photo_from_pil, photo_to_pil
 from lddpm.data.resize import imresize
 from lddpm.diffusion.consistency import CONSISTENCY, project_to_lr
 from lddpm.diffusion.denoiser import Denoiser, Parameterisation
-from lddpm.diffusion.samplers import SamplerSpec, model_evaluations, sample
+from lddpm.diffusion.samplers import (
+    SamplerSpec,
+    model_evaluations,
+    sample,
+    sampler_spec,
+    trained_chain,
+)
 from lddpm.diffusion.schedule import Schedule
 from lddpm.errors import UserError
 from lddpm.models.build import build_network
@@ -115,24 +121,9 @@ class Upscaler:
 
     # ------------------------------------------------------------------ samplers
     def spec(self, sampler: str, steps: int | None, eta: float = 0.0) -> SamplerSpec:
-        """Validates the sampler choice against what this checkpoint was trained for."""
-        if sampler == "lddpm":
-            k = self.cfg.gan.steps
-            if not self.cfg.gan.enabled:
-                raise UserError("the lddpm sampler needs a checkpoint trained with the gan part; use --sampler ddim")
-            if steps not in (None, k):
-                raise UserError(
-                    f"this checkpoint's GAN was trained for {k} steps, not {steps}: "
-                    f"use --steps {k}, or --sampler ddim --steps {steps}"
-                )
-            return SamplerSpec("lddpm", k, 0.0, self.cfg.gan.timestep_rule)
-        if sampler == "ddpm" and steps not in (None, self.sched.timesteps):
-            raise UserError(f"ddpm runs all {self.sched.timesteps} steps; for {steps} steps use --sampler ddim")
-        if sampler not in ("ddpm", "ddim"):
-            raise UserError(f"unknown sampler {sampler!r}; valid: ddpm, ddim, lddpm")
-        if steps is not None and not 1 <= steps <= self.sched.timesteps:
-            raise UserError(f"--steps must be in 1..{self.sched.timesteps}, got {steps}")
-        return SamplerSpec(sampler, steps, eta)
+        """Checks the sampler choice against what this checkpoint was trained for
+        (`lddpm.diffusion.samplers.set_timesteps`) and fills in its step count."""
+        return sampler_spec(sampler, steps, self.sched.timesteps, trained_chain(self.cfg.gan), eta)
 
     def model_evaluations(self, sampler: str, steps: int | None = None) -> int:
         return model_evaluations(self.sched, self.spec(sampler, steps))

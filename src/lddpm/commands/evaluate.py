@@ -15,11 +15,11 @@ import argparse
 import sys
 from typing import Any
 
+from lddpm.diffusion.consistency import CONSISTENCY
+from lddpm.diffusion.samplers import SAMPLERS
 from lddpm.errors import UserError
 
-SAMPLERS = ("ddpm", "ddim", "lddpm")
 REALESRGAN = "realesrgan-x4plus"  # a --compare entry that is not a checkpoint
-CONSISTENCY = ("none", "end", "step")  # as lddpm.diffusion.consistency.CONSISTENCY
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -155,7 +155,6 @@ class _Upscalers:
 
     def get(self, path: str) -> Any:
         from lddpm.inference import Upscaler
-
         from lddpm.pretrained import resolve_model
 
         if path not in self._loaded:

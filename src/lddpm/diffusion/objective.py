@@ -24,12 +24,12 @@ import torch.nn.functional as F
 
 from lddpm.config import Config
 from lddpm.diffusion.denoiser import Parameterisation, clamp_straight_through
+from lddpm.diffusion.samplers import set_timesteps
 from lddpm.diffusion.schedule import (
     Schedule,
     posterior_mean_var,
     q_sample,
     q_step,
-    select_timesteps,
 )
 from lddpm.models.discriminator import d_loss, g_loss, r1_penalty
 from lddpm.models.lddpm import Condition, LDDPMNet
@@ -52,7 +52,9 @@ class Objective:
         self.sched = sched
         self.perceptual = perceptual
         self.param = Parameterisation.from_config(cfg.diffusion, sched)
-        self.taus = select_timesteps(sched.timesteps, cfg.gan.steps, cfg.gan.timestep_rule)
+        # The K-step chain's timesteps, increasing (tau_1 < ... < tau_K): sampling's own choice
+        self.taus = set_timesteps("lddpm", None, sched.timesteps,
+                                  (cfg.gan.steps, cfg.gan.timestep_rule))[::-1].copy()
 
     # ------------------------------------------------------------------ helpers
     def _randn(self, like: torch.Tensor, gen: torch.Generator, shape=None) -> torch.Tensor:

@@ -2,12 +2,17 @@
 
 All three share one interface and one loop shape:
 
-    x0 = sample(denoise, shape, sched, SamplerSpec("ddim", steps=20, eta=0.0), generator)
+    spec = sampler_spec("ddim", 20, sched.timesteps, trained_chain(cfg.gan))
+    x0 = sample(denoise, shape, sched, spec, generator)
 
 `denoise(x_t, t) -> (x0-hat, eps)` is a `lddpm.diffusion.denoiser.Denoiser` (it owns the
 parameterisation and the clip) or any function of that shape; t is a (B,) int64 array.
-Every random number comes from `generator`, so a seed fixes the sample. The step count is
-chosen here, at sampling time, never baked into a checkpoint.
+Every random number comes from `generator`, so a seed fixes the sample.
+
+The step count is decided in one place, `set_timesteps` (as diffusers' scheduler method of
+that name): (sampler, steps, the checkpoint's trained chain) -> the timesteps visited, with
+the one default per sampler and the one error type (`SamplingError`). It is chosen at
+sampling time, never baked into a checkpoint; the training GAN chain uses it too.
 """
 
 from __future__ import annotations
@@ -18,19 +23,72 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from lddpm.config import SAMPLERS, GANConfig
 from lddpm.diffusion.schedule import Schedule, _column, posterior_mean_var, select_timesteps
+from lddpm.errors import SamplingError
 from lddpm.rng import randn
 
+__all__ = ["SAMPLERS", "SamplerSpec", "SamplingError", "sample", "sampler_spec", "set_timesteps"]
+
 DenoiseFn = Callable[[torch.Tensor, np.ndarray], tuple[torch.Tensor, torch.Tensor]]
-SAMPLERS = ("ddpm", "ddim", "lddpm")
+DEFAULT_DDIM_STEPS = 50  # ddim's step count when none is given (at most T)
+
+# The K-step chain a checkpoint's GAN was trained for: (K, timestep rule); None without gan.
+Chain = tuple[int, str]
 
 
 @dataclass
 class SamplerSpec:
+    """What `sample` runs. For lddpm, `steps` and `timestep_rule` are the trained chain."""
+
     name: str = "ddim"
-    steps: int | None = None  # None: ddpm -> T, ddim -> min(50, T), lddpm -> the trained K
+    steps: int | None = None  # None: the sampler's default (`set_timesteps`)
     eta: float = 0.0
     timestep_rule: str = "uniform"
+
+
+def trained_chain(gan: GANConfig) -> Chain | None:
+    """The K-step chain of a config's gan part (gan.steps, gan.timestep_rule); None without."""
+    return (gan.steps, gan.timestep_rule) if gan.enabled else None
+
+
+def set_timesteps(sampler: str, steps: int | None, timesteps: int,
+                  chain: Chain | None = None) -> np.ndarray:
+    """The decreasing timesteps (int64, (N,)) that `sampler` visits on a T-step schedule.
+
+    steps None = the default: ddpm all T, ddim min(50, T), lddpm the trained K. ddpm runs
+    only its T steps; lddpm only the `chain` it was trained for (None: the checkpoint has
+    no gan part). Anything else is a SamplingError (UserError and ValueError) naming the fix.
+    """
+    if sampler not in SAMPLERS:
+        raise SamplingError(f"unknown sampler {sampler!r}; valid: {', '.join(SAMPLERS)}")
+    if sampler == "ddpm":
+        if steps not in (None, timesteps):
+            raise SamplingError(f"ddpm runs all {timesteps} steps; for {steps} steps use --sampler ddim")
+        return np.arange(timesteps - 1, -1, -1)
+    if sampler == "lddpm":
+        if chain is None:
+            raise SamplingError(
+                "the lddpm sampler needs a checkpoint trained with the gan part; use --sampler ddim")
+        k, rule = chain
+        if steps not in (None, k):
+            raise SamplingError(
+                f"this checkpoint's GAN was trained for {k} steps, not {steps}: "
+                f"use --steps {k}, or --sampler ddim --steps {steps}")
+        return select_timesteps(timesteps, k, rule)[::-1]
+    steps = min(DEFAULT_DDIM_STEPS, timesteps) if steps is None else steps
+    if not 1 <= steps <= timesteps:
+        raise SamplingError(f"--steps must be in 1..{timesteps}, got {steps}")
+    return select_timesteps(timesteps, steps)[::-1]
+
+
+def sampler_spec(sampler: str, steps: int | None, timesteps: int, chain: Chain | None = None,
+                 eta: float = 0.0) -> SamplerSpec:
+    """A checked SamplerSpec with its step count filled in (`set_timesteps` decides both)."""
+    count = len(set_timesteps(sampler, steps, timesteps, chain))
+    if sampler == "lddpm":
+        return SamplerSpec("lddpm", count, 0.0, chain[1])
+    return SamplerSpec(sampler, count, eta)
 
 
 def _randn(shape, generator, like: torch.Tensor) -> torch.Tensor:
@@ -57,17 +115,9 @@ def ddim_step(sched, x_t, x0, eps, s, t, eta, generator):
 
 
 def timesteps_for(sched: Schedule, spec: SamplerSpec) -> np.ndarray:
-    """The decreasing list of timesteps a sampler visits."""
-    if spec.name == "ddpm":
-        steps = spec.steps or sched.timesteps
-        if steps != sched.timesteps:
-            raise ValueError(
-                f"ddpm is the full {sched.timesteps}-step ancestral chain; "
-                f"for {steps} steps use --sampler ddim"
-            )
-        return np.arange(sched.timesteps - 1, -1, -1)
-    steps = spec.steps or min(50, sched.timesteps)
-    return select_timesteps(sched.timesteps, steps, spec.timestep_rule)[::-1]
+    """The decreasing timesteps a spec visits (`set_timesteps`; lddpm's chain is the spec's)."""
+    chain = (spec.steps, spec.timestep_rule) if spec.name == "lddpm" and spec.steps else None
+    return set_timesteps(spec.name, spec.steps, sched.timesteps, chain)
 
 
 @torch.no_grad()
@@ -81,9 +131,9 @@ def sample(
     x_T: torch.Tensor | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> torch.Tensor:
-    """Runs the reverse chain from x_T ~ N(0, I) to x0. Returns (B,C,H,W) x0-hat."""
-    if spec.name not in SAMPLERS:
-        raise ValueError(f"unknown sampler {spec.name!r}; valid: {', '.join(SAMPLERS)}")
+    """Runs the reverse chain from x_T ~ N(0, I) to x0: `shape` (B,C,H,W), x_T of that
+    shape (default: drawn from `generator`). Returns x0-hat (B,C,H,W). `progress(1)` after
+    every network evaluation."""
     taus = timesteps_for(sched, spec)
     x = x_T if x_T is not None else randn(shape, generator, device)
     for i, t in enumerate(taus):
@@ -99,4 +149,5 @@ def sample(
 
 
 def model_evaluations(sched: Schedule, spec: SamplerSpec) -> int:
+    """Network evaluations of one `sample` call: one per timestep visited."""
     return len(timesteps_for(sched, spec))

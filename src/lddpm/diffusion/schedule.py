@@ -19,7 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from lddpm.config import DiffusionConfig
+from lddpm.config import TIMESTEP_RULES, DiffusionConfig
+from lddpm.errors import SamplingError
 
 
 def linear_betas(timesteps: int, beta_start: float, beta_end: float) -> np.ndarray:
@@ -139,15 +140,15 @@ def select_timesteps(timesteps: int, steps: int, rule: str = "uniform") -> np.nd
     uniform: evenly spaced; quadratic: denser near t = 0 (where detail is decided).
     """
     if not 1 <= steps <= timesteps:
-        raise ValueError(f"steps must be in 1..{timesteps}, got {steps}")
+        raise SamplingError(f"steps must be in 1..{timesteps}, got {steps}")
+    if rule not in TIMESTEP_RULES:
+        raise SamplingError(f"unknown timestep rule {rule!r}; valid: {', '.join(TIMESTEP_RULES)}")
     u = np.arange(1, steps + 1, dtype=np.float64) / steps
     if rule == "quadratic":
         u = u**2
-    elif rule != "uniform":
-        raise ValueError(f"unknown timestep rule {rule!r}; valid: uniform, quadratic")
     taus = np.round(u * timesteps).astype(np.int64) - 1
-    # Fix (tests): the quadratic rule rounds u^2 T to 0 for large K (e.g. T=1000, K=50),
-    # which gave tau_1 = -1 ("clean"), outside [0, T) and a 0/0 in the posterior.
+    # The quadratic rule rounds u^2 T to 0 for large K (e.g. T=1000, K=50): tau_1 = -1 would
+    # be "clean", outside [0, T), and a 0/0 in the posterior.
     taus = np.maximum(taus, 0)
     # rounding can collide for large K; keep them strictly increasing
     for i in range(1, steps):

@@ -31,6 +31,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from lddpm.data.imageio import image_size, load_image, to_tensor
+from lddpm.diffusion.samplers import SAMPLERS
 from lddpm.errors import UserError
 from lddpm.inference import Upscaler
 from lddpm.web.worker import Job, Params, Worker
@@ -87,7 +88,7 @@ def create_app(up: Upscaler, model_name: str, limits: Limits = Limits()) -> Star
 def model_info(up: Upscaler, model_name: str, limits: Limits) -> dict:
     """What the page needs to offer only valid choices."""
     samplers = {}
-    for name in ("ddim", "lddpm", "ddpm"):
+    for name in sorted(SAMPLERS, key=lambda n: n == "ddpm"):  # the menu: all-T-step ddpm last
         try:
             default_steps = up.model_evaluations(name, None)
         except UserError:
