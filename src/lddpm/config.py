@@ -7,7 +7,6 @@ A bare size means `+v1`. Unknown parts and unknown keys are errors that list the
 from __future__ import annotations
 
 import dataclasses
-import json
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +15,6 @@ from typing import Any
 import yaml
 
 from lddpm.errors import UserError
-
 
 PREDICTIONS = ("eps", "v", "x0")
 # The samplers (lddpm.diffusion.samplers) and the rules that pick the K-step chain's timesteps.
@@ -215,9 +213,6 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Time-dependent conditional discriminator and GAN losses (DESIGN.md §3, paper Eq. 13).
+"""Time-dependent conditional discriminator and GAN losses (docs/design.md §3, paper Eq. 13).
 
 D(x_prev, x_t, t, up) -> logits: does x_prev look like a real previous step of the few-step
 chain given the current noisy image x_t, its timestep t and the upsampled LR image up?

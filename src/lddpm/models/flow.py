@@ -1,4 +1,4 @@
-"""Glow flow and the conditional Glow prior on the CVAE latent (DESIGN.md §3, paper Eq. 12).
+"""Glow flow and the conditional Glow prior on the CVAE latent (docs/design.md §3, paper Eq. 12).
 
 p(z | c) = N(f(z); mu_p(c), sigma_p(c)) |det df/dz|
 

@@ -1,6 +1,6 @@
 """Content (Eq. 16) and style (Eq. 17) losses on a frozen pretrained backbone.
 
-Both compare the clean estimate x0_hat with the HR image y (DESIGN.md §4: the paper writes the
+Both compare the clean estimate x0_hat with the HR image y (docs/design.md §4: the paper writes the
 feature term on X_i and X̂_i, but ImageNet features are defined on clean images):
 
 - content: MSE of deep features (VGG-19 relu5_4) + L1(x0_hat, y);

@@ -165,13 +165,3 @@ class UNet(nn.Module):
 
 def _unshuffle(x: torch.Tensor, factor: int) -> torch.Tensor:
     return F.pixel_unshuffle(x, factor) if factor > 1 else x
-
-
-def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Reflect-pads (B,C,H,W) on the bottom/right to a multiple; returns the original (H, W)."""
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    if ph or pw:
-        mode = "reflect" if ph < h and pw < w else "replicate"
-        x = F.pad(x, (0, pw, 0, ph), mode=mode)
-    return x, (h, w)

@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Sampler
@@ -198,8 +197,7 @@ class Trainer:
             "optimizer": self.opt.state_dict(),
             "lr_schedule": self.lr_sched.state_dict(),
             "lr_plan": self.lr_plan.state(),
-            "torch_rng": torch.get_rng_state(),
-            "numpy_rng": np.random.get_state()[1].tolist(),
+            "torch_rng": torch.get_rng_state(),  # nothing draws from NumPy's global RNG
         }
         if self.d_opt is not None:
             state["d_optimizer"] = self.d_opt.state_dict()

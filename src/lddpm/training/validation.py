@@ -14,7 +14,6 @@ from lddpm.data.resize import imresize
 from lddpm.metrics.psnr_ssim import psnr_y
 
 
-
 def _center_crop(x: torch.Tensor, size: int, multiple: int) -> torch.Tensor:
     h, w = x.shape[-2:]
     th, tw = min(h, size) // multiple * multiple, min(w, size) // multiple * multiple
