@@ -19,10 +19,10 @@ from pathlib import Path
 from tqdm import tqdm
 
 from lddpm import __version__
-from lddpm.config import Config, DataConfig, apply_overrides
+from lddpm.config import DEGRADATIONS, Config, DataConfig, apply_overrides
 from lddpm.data.datasets import EvalFolder
 from lddpm.data.imageio import save_image
-from lddpm.data.pipeline import MODES, Degradation
+from lddpm.data.pipeline import Degradation
 from lddpm.errors import UserError
 
 SIDECAR = "degradations.json"
@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", required=True, metavar="DIR",
                         help="writes DIR/LR, DIR/HR (with --save-hr) and DIR/" + SIDECAR)
     parser.add_argument("--scale", type=int, default=4, help="downsampling factor (default 4)")
-    parser.add_argument("--mode", choices=MODES, default="bicubic",
+    parser.add_argument("--mode", choices=DEGRADATIONS, default="bicubic",
                         help="bicubic: MATLAB imresize; bsrgan: random blur/resize/noise/JPEG")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bsrgan draws")
     parser.add_argument("--save-hr", action="store_true",

@@ -23,12 +23,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from lddpm.config import DataConfig, DegradationConfig
+from lddpm.config import DataConfig, DegradationConfig, check_data
 from lddpm.data import degradations as ops
 from lddpm.data.resize import imresize
 from lddpm.errors import UserError
-
-MODES = ("bicubic", "bsrgan")
 
 
 def generator_for(seed: int, epoch: int, index: int) -> np.random.Generator:
@@ -162,34 +160,11 @@ def bsrgan(
 # ----------------------------------------------------------------------------------------------
 # The entry point
 # ----------------------------------------------------------------------------------------------
-def _check_probabilities(cfg: DegradationConfig) -> None:
-    for key in ("blur_prob", "anisotropic_prob", "intermediate_resize_prob", "noise_prob",
-                "gray_noise_prob", "jpeg_prob", "final_jpeg_prob", "sensor_noise_prob"):
-        value = getattr(cfg, key)
-        if not 0.0 <= value <= 1.0:
-            raise UserError(f"data.bsrgan.{key}={value} is not a probability in [0, 1]")
-    unknown = [m for m in cfg.downsample_modes if m not in ops.RESIZE_MODES]
-    if unknown or not cfg.downsample_modes:
-        raise UserError(
-            f"data.bsrgan.downsample_modes: {unknown or 'empty'}; valid: "
-            + ", ".join(ops.RESIZE_MODES)
-        )
-    low, high = cfg.jpeg_quality
-    if not 1 <= low <= high <= 100:
-        raise UserError(f"data.bsrgan.jpeg_quality={cfg.jpeg_quality} must be within 1..100")
-
-
 class Degradation:
     """HR -> LR in the mode of `data_cfg.degradation`, at scale `data_cfg.scale`."""
 
     def __init__(self, data_cfg: DataConfig):
-        if data_cfg.degradation not in MODES:
-            raise UserError(
-                f"data.degradation={data_cfg.degradation!r} is not one of: {', '.join(MODES)}"
-            )
-        if data_cfg.scale < 1:
-            raise UserError(f"data.scale must be >= 1, got {data_cfg.scale}")
-        _check_probabilities(data_cfg.bsrgan)
+        check_data(data_cfg)  # a DataConfig built by hand has not been through validate()
         self.mode = data_cfg.degradation
         self.scale = int(data_cfg.scale)
         self.bsrgan_cfg = data_cfg.bsrgan

@@ -19,8 +19,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from lddpm.config import LossConfig
-from lddpm.errors import UserError
+from lddpm.config import PERCEPTUAL_BACKBONES, TIME_WEIGHTINGS, LossConfig, check_choice
 from lddpm.models.backbones import MOBILENET_V2_VGG_EQUIVALENTS, load_backbone
 
 CONTENT_LAYER = "relu5_4"
@@ -32,8 +31,6 @@ _BACKBONE_CHOICES: dict[str, tuple[str, dict[str, str]]] = {
     "mobilenet_v2": ("mobilenet_weights", MOBILENET_V2_VGG_EQUIVALENTS),
 }
 
-TIME_WEIGHTINGS = ("none", "alphabar")
-
 # Keeps the standard deviation differentiable where a channel is constant.
 _STD_EPS = 1e-8
 
@@ -44,11 +41,10 @@ def time_weight(alphabar_t: torch.Tensor, mode: str) -> torch.Tensor:
     "none": ones; "alphabar": alphabar_t itself, near 1 at small t where x0_hat is sharp
     enough for feature comparisons to mean something, near 0 at large t.
     """
-    if mode == "none":
-        return torch.ones_like(alphabar_t, dtype=torch.float32)
+    check_choice("loss.time_weighting", mode, TIME_WEIGHTINGS)
     if mode == "alphabar":
         return alphabar_t.float()
-    raise UserError(f"unknown loss.time_weighting {mode!r}; valid: {', '.join(TIME_WEIGHTINGS)}")
+    return torch.ones_like(alphabar_t, dtype=torch.float32)
 
 
 def channel_stats(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -94,10 +90,7 @@ class PerceptualLoss(nn.Module):
     def __init__(self, loss_cfg: LossConfig):
         super().__init__()
         name = loss_cfg.backbone
-        if name not in _BACKBONE_CHOICES:
-            raise UserError(
-                f"unknown loss.backbone {name!r}; valid: {', '.join(_BACKBONE_CHOICES)}"
-            )
+        check_choice("loss.backbone", name, PERCEPTUAL_BACKBONES)
         weights_key, layer_of = _BACKBONE_CHOICES[name]
         self.backbone_name = name
         self.backbone = load_backbone(
