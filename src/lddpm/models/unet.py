@@ -56,37 +56,11 @@ class UNet(nn.Module):
 
         block = lambda a, b: ResBlock(a, b, emb_dim, g, cfg.dropout)
         attn = lambda c: SelfAttention(c, cfg.heads, g)
-
-        self.down = nn.ModuleList()
-        skip_channels = [ch]
-        c = ch
-        for level, m in enumerate(mults):
-            stage = nn.ModuleList()
-            for _ in range(cfg.res_blocks):
-                stage.append(block(c, ch * m))
-                c = ch * m
-                if level in cfg.attn_levels:
-                    stage.append(attn(c))
-                skip_channels.append(c)
-            if level < self.levels - 1:
-                stage.append(Downsample(c))
-                skip_channels.append(c)
-            self.down.append(stage)
-        self.mid_channels = c
-
+        # Built in this order (down, mid, up): the order fixes the seeded initial weights.
+        self.down, skip_channels = self._encoder(block, attn)
+        c = self.mid_channels = skip_channels[-1]
         self.mid1, self.mid_attn, self.mid2 = block(c, c), attn(c), block(c, c)
-
-        self.up = nn.ModuleList()
-        for level, m in reversed(list(enumerate(mults))):
-            stage = nn.ModuleList()
-            for _ in range(cfg.res_blocks + 1):
-                stage.append(block(c + skip_channels.pop(), ch * m))
-                c = ch * m
-                if level in cfg.attn_levels:
-                    stage.append(attn(c))
-            if level > 0:
-                stage.append(Upsample(c))
-            self.up.append(stage)
+        self.up, c = self._decoder(block, attn, skip_channels)
 
         self.out = nn.Sequential(
             norm(c, g), nn.SiLU(), zero_init(nn.Conv2d(c, out_channels * f2, 3, padding=1))
@@ -98,6 +72,41 @@ class UNet(nn.Module):
         if make_cross is not None:
             for site in cross_sites:
                 self.cross[site] = make_cross(self._site_channels(site))
+
+    def _encoder(self, block, attn) -> tuple[nn.ModuleList, list[int]]:
+        """The down path: per level res blocks (+ self-attention), then a downsample; and the
+        channels of every skip connection it leaves, in order."""
+        ch, cfg = self.cfg.inner_channels, self.cfg
+        down, skip_channels, c = nn.ModuleList(), [ch], ch
+        for level, m in enumerate(cfg.channel_mults):
+            stage = nn.ModuleList()
+            for _ in range(cfg.res_blocks):
+                stage.append(block(c, ch * m))
+                c = ch * m
+                if level in cfg.attn_levels:
+                    stage.append(attn(c))
+                skip_channels.append(c)
+            if level < self.levels - 1:
+                stage.append(Downsample(c))
+                skip_channels.append(c)
+            down.append(stage)
+        return down, skip_channels
+
+    def _decoder(self, block, attn, skip_channels: list[int]) -> tuple[nn.ModuleList, int]:
+        """The up path, lowest level first, consuming `skip_channels`; and its out channels."""
+        ch, cfg, c = self.cfg.inner_channels, self.cfg, self.mid_channels
+        up = nn.ModuleList()
+        for level, m in reversed(list(enumerate(cfg.channel_mults))):
+            stage = nn.ModuleList()
+            for _ in range(cfg.res_blocks + 1):
+                stage.append(block(c + skip_channels.pop(), ch * m))
+                c = ch * m
+                if level in cfg.attn_levels:
+                    stage.append(attn(c))
+            if level > 0:
+                stage.append(Upsample(c))
+            up.append(stage)
+        return up, c
 
     @property
     def downsampling(self) -> int:
