@@ -13,20 +13,18 @@ from PIL import Image
 
 from lddpm.cli import main
 from lddpm.commands.evaluate import parse_entry
+from lddpm.data.layouts import open_dataset, resolve_layout
 from lddpm.errors import UserError
 from lddpm.evaluation import (
     NFE,
     SECONDS,
     BicubicMethod,
-    Column,
     MethodResult,
     ModelMethod,
-    compare_table,
     evaluate_method,
-    open_dataset,
-    resolve_layout,
 )
 from lddpm.metrics import MetricSuite
+from lddpm.reports import Column, compare_table
 
 
 def _png(path: Path, height: int, width: int, seed: int = 0) -> Path:

@@ -1,8 +1,8 @@
 """The package's import layering: no module imports one from a layer above its own.
 
     base (errors, config, rng, precision, weights, checkpoint, pretrained)
-      -> data -> models -> diffusion, metrics -> inference, realesrgan -> training
-      -> evaluation, web -> commands, cli, __main__
+      -> data (incl. layouts) -> models -> diffusion, metrics -> inference, realesrgan -> training
+      -> evaluation, reports, web -> commands, cli, __main__
 
 Lazy imports inside functions count too: they are still a dependency.
 """
@@ -24,7 +24,7 @@ LAYERS = [
     ("diffusion", "metrics"),
     ("inference", "realesrgan"),
     ("training",),
-    ("evaluation", "web"),
+    ("evaluation", "reports", "web"),
     ("commands", "cli", "__main__"),
 ]
 LAYER = {name: i for i, names in enumerate(LAYERS) for name in names}

@@ -230,7 +230,7 @@ def _suite(args: argparse.Namespace):
 def _dataset(args: argparse.Namespace, scale: int):
     import torch
 
-    from lddpm.evaluation import open_dataset, resolve_layout
+    from lddpm.data.layouts import open_dataset, resolve_layout
 
     layout = resolve_layout(args.data, scale, args.lr_data)
     dataset = open_dataset(layout, scale, args.degradation, args.data_seed)
@@ -268,11 +268,9 @@ def _progress(label: str, disabled: bool):
 
 
 def run(args: argparse.Namespace) -> int:
-    from lddpm.evaluation import (
-        NFE,
-        BicubicMethod,
+    from lddpm.evaluation import NFE, BicubicMethod, evaluate_method
+    from lddpm.reports import (
         compare_table,
-        evaluate_method,
         per_image_table,
         report_columns,
         report_dict,
