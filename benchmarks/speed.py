@@ -2,7 +2,7 @@
 
     python benchmarks/speed.py [--preset small] [--train-steps 30] [--out docs/speed.md]
 
-Training: the trainer's own step (`Trainer._train_step`: forward, loss, backward, AdamW, EMA)
+Training: the trainer's own step (`Trainer.train_step`: forward, loss, backward, AdamW, EMA)
 on 64 px HR crops of the example photos, batch 16, same batches for both precisions.
 Sampling: `Upscaler.upscale` of one 64x64 LR to 256x256 with ddpm-1000, ddim-50 and ddim-4.
 Weights are freshly initialised: speed does not depend on what the weights are.
@@ -28,10 +28,10 @@ from lddpm.training.trainer import Trainer
 def train_rate(preset: str, precision: str, steps: int, batches: list[dict], tmp: Path) -> float:
     cfg = apply_overrides(build_preset(preset), [f"train.precision={precision}", "data.crop=64"])
     trainer = Trainer(cfg, ROOT / "examples", tmp / precision, progress=False)
-    trainer._train_step(batches[0])  # warm-up: allocator, autocast caches
+    trainer.train_step(batches[0])  # warm-up: allocator, autocast caches
     start = time.perf_counter()
     for i in range(steps):
-        trainer._train_step(batches[i % len(batches)])
+        trainer.train_step(batches[i % len(batches)])
     return steps * cfg.data.batch_size / (time.perf_counter() - start)
 
 
@@ -57,7 +57,7 @@ def main() -> None:
     tmp = ROOT / "bench_runs" / "speed"
     cfg = apply_overrides(build_preset(args.preset), ["data.crop=64"])
     probe = Trainer(cfg, ROOT / "examples", tmp / "probe", progress=False)
-    loader = probe._loader()
+    loader = probe.batches()
     batches = [next(loader) for _ in range(4)]
 
     lines = [

@@ -27,8 +27,8 @@ def tiny_config(preset: str = "tiny", *overrides: str) -> Config:
 
 def run_steps(trainer: Trainer, n: int) -> list[dict[str, float]]:
     """n training steps without validation or checkpoints; the logs of each."""
-    batches = trainer._loader()
-    return [trainer._train_step(next(batches)) for _ in range(n)]
+    batches = trainer.batches()
+    return [trainer.train_step(next(batches)) for _ in range(n)]
 
 
 def assert_same_state(a: torch.nn.Module, b: torch.nn.Module, what: str) -> None:

@@ -101,12 +101,12 @@ class Objective:
         image_hat = clamp_straight_through(self.param.to_image(x0_hat, up), 1.0)
         ab = torch.as_tensor(self.sched.alphabar_at(t), dtype=torch.float32, device=hr.device)
         w = time_weight(ab, lc.time_weighting)
-        terms = {}
+        if lc.content and lc.style:  # both from one pass of the backbone per image
+            content, style = self.perceptual(image_hat, hr, w)
+            return {"content": content, "style": style}
         if lc.content:
-            terms["content"] = self.perceptual.content(image_hat, hr, w)
-        if lc.style:
-            terms["style"] = self.perceptual.style(image_hat, hr, w)
-        return terms
+            return {"content": self.perceptual.content(image_hat, hr, w)}
+        return {"style": self.perceptual.style(image_hat, hr, w)}
 
     # ------------------------------------------------------------------ K-step chain
     def chain_pair(

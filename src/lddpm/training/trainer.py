@@ -17,46 +17,21 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
 from lddpm import checkpoint as ckpt
 from lddpm.config import Config, inert_keys
-from lddpm.data.datasets import EvalFolder, HRFolder
-from lddpm.data.pipeline import Degradation
 from lddpm.diffusion.objective import Objective
 from lddpm.diffusion.schedule import Schedule
 from lddpm.errors import UserError, display_path
 from lddpm.models.build import build_discriminator, build_network, build_perceptual
 from lddpm.precision import resolve_device, resolve_precision
+from lddpm.training.data import STEP_SEED_STRIDE, batch_iterator, training_set, validation_set
 from lddpm.training.distributed import Distributed
-
-STEP_SEED_STRIDE = 1_000_003  # separates the per-step seeds of runs with different seeds
-
-
-# ------------------------------------------------------------------------------ data order
-class EpochSampler(Sampler):
-    """Endless (index, epoch) items: epoch e is a permutation seeded by (seed, e).
-
-    Starts `skip` items in, so that a resumed run continues the exact data order.
-    """
-
-    def __init__(self, size: int, seed: int, skip: int = 0):
-        self.size, self.seed, self.skip = size, seed, skip
-
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        epoch, offset = divmod(self.skip, self.size)
-        while True:
-            g = torch.Generator().manual_seed(self.seed * STEP_SEED_STRIDE + epoch)
-            for i in torch.randperm(self.size, generator=g)[offset:].tolist():
-                yield (i, epoch)
-            epoch, offset = epoch + 1, 0
-
-    def __len__(self) -> int:  # endless; DataLoader only needs it for len(loader)
-        return 2**62
 
 
 def step_generator(seed: int, step: int) -> torch.Generator:
+    """The generator of step N's diffusion noise, timesteps and chain draws: seeded by (seed, N)."""
     return torch.Generator().manual_seed(seed * STEP_SEED_STRIDE + step)
 
 
@@ -158,8 +133,8 @@ class Trainer:
         elif resume:
             self._restore()
         self.g_loss, self.d_loss = self._loss_modules()
-        self.dataset = self._dataset(data_dir)
-        self.val_set = self._val_set(val_dir or data_dir)
+        self.dataset = training_set(cfg, data_dir, references=self.model.encoder is not None)
+        self.val_set = validation_set(cfg, val_dir or data_dir)
         self.writer = None
 
     def _loss_modules(self) -> tuple[nn.Module, nn.Module | None]:
@@ -177,18 +152,6 @@ class Trainer:
     def _perceptual(self) -> nn.Module | None:
         module = build_perceptual(self.cfg)
         return None if module is None else module.to(self.device)
-
-    def _dataset(self, data_dir: Path) -> HRFolder:
-        d = self.cfg.data
-        return HRFolder(
-            data_dir, d.scale, d.crop, Degradation(d), seed=self.cfg.train.seed,
-            augment=d.augment, max_pixels=d.max_pixels,
-            references=self.model.encoder is not None and d.reference_prob > 0,
-        )
-
-    def _val_set(self, val_dir: Path) -> EvalFolder:
-        d = self.cfg.data
-        return EvalFolder(val_dir, d.scale, Degradation(d), seed=self.cfg.train.seed)
 
     # ---------------------------------------------------------------- state
     def _trainer_state(self) -> dict:
@@ -257,22 +220,19 @@ class Trainer:
                        f"joins the new cosine over the next {self.cfg.train.warmup_steps} steps")
 
     # ---------------------------------------------------------------- loop
-    def _loader(self) -> Iterator[dict]:
-        d = self.cfg.data
-        sampler = EpochSampler(len(self.dataset), self.cfg.train.seed, skip=self.step * d.batch_size)
-        loader = DataLoader(  # batch_size is global: each rank loads its shard of it
-            self.dataset, batch_size=self.dist.local_batch(d.batch_size),
-            sampler=self.dist.shard(sampler, d.batch_size), num_workers=d.workers,
-            drop_last=True, persistent_workers=d.workers > 0, pin_memory=self.device.type == "cuda",
-        )
-        return iter(loader)
+    def batches(self) -> Iterator[dict]:
+        """The run's batches from the current step on (this rank's shard under torchrun)."""
+        return batch_iterator(self.dataset, self.cfg, self.dist, self.step, self.device)
 
     def _autocast(self):
         if self.autocast_dtype is None:
             return torch.autocast(self.device.type, enabled=False)
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
-    def _train_step(self, batch: dict) -> dict[str, float]:
+    def train_step(self, batch: dict) -> dict[str, float]:
+        """One optimisation step on `batch` ({"lr": (B,3,h,w), "hr": (B,3,sh,sw)[, "ref"]},
+        [0, 1] as the datasets give it): D step (gan part), G step, LR schedule, EMA.
+        Returns the logged scalars (loss terms, grad_norm, lr)."""
         gen = step_generator(self.cfg.train.seed, self.step)
         torch.manual_seed(self.dist.dropout_seed(self.cfg.train.seed * STEP_SEED_STRIDE + self.step))
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items() if torch.is_tensor(v)}
@@ -325,12 +285,12 @@ class Trainer:
         t = self.cfg.train
         bar = tqdm(total=max_steps, initial=self.step, desc="train", unit="step",
                    disable=not self.progress, dynamic_ncols=True)
-        batches = self._loader()
+        batches = self.batches()
         last = None
         started, self._first_step = time.time(), self.step
         try:
             while self.step < max_steps:
-                logs = self._train_step(next(batches))
+                logs = self.train_step(next(batches))
                 bar.update(1)
                 if self.step % t.log_every == 0 or self.step == max_steps:
                     self._log(logs, bar, started)
