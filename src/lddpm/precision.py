@@ -6,7 +6,10 @@ from pathlib import Path
 
 import torch
 
-PRECISIONS = ("auto", "fp32", "bf16")
+# The choices of train.precision and --precision: listed once, in the config schema.
+from lddpm.config.schema import PRECISIONS
+
+__all__ = ["DEVICES", "PRECISIONS", "autocast", "cpu_has_fast_bf16", "resolve_device", "resolve_precision"]
 
 
 def cpu_has_fast_bf16() -> bool:
@@ -28,6 +31,11 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
     return torch.bfloat16 if cpu_has_fast_bf16() else None
+
+
+def autocast(device_type: str, dtype: torch.dtype | None):
+    """The context a forward pass runs in: `dtype` (bf16) autocast, or plain fp32 for None."""
+    return torch.autocast(device_type, dtype=dtype or torch.float32, enabled=dtype is not None)
 
 
 DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")

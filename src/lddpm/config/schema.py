@@ -26,7 +26,7 @@ PERCEPTUAL_BACKBONES = ("vgg19", "mobilenet_v2")
 TIME_WEIGHTINGS = ("none", "alphabar")
 DEGRADATIONS = ("bicubic", "bsrgan")
 DOWNSAMPLE_MODES = ("nearest", "bilinear", "bicubic")  # lddpm.data.degradations.RESIZE_MODES
-TRAIN_PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16")  # lddpm.precision.resolve_precision
 BSRGAN_PROBABILITIES = ("blur_prob", "anisotropic_prob", "intermediate_resize_prob", "noise_prob",
                         "gray_noise_prob", "jpeg_prob", "final_jpeg_prob", "sensor_noise_prob")
 
@@ -266,7 +266,7 @@ def validate(cfg: Config) -> None:
         "gan.timestep_rule": (cfg.gan.timestep_rule, TIMESTEP_RULES),
         "loss.backbone": (cfg.loss.backbone, PERCEPTUAL_BACKBONES),
         "loss.time_weighting": (cfg.loss.time_weighting, TIME_WEIGHTINGS),
-        "train.precision": (cfg.train.precision, TRAIN_PRECISIONS),
+        "train.precision": (cfg.train.precision, PRECISIONS),
         "train.val_sampler": (cfg.train.val_sampler, SAMPLERS),
     }
     for key, (value, valid) in choices.items():

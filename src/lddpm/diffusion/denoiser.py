@@ -22,6 +22,7 @@ import torch
 
 from lddpm.config import DiffusionConfig
 from lddpm.diffusion.schedule import Schedule, _column, eps_from_x0, predict_x0, v_target
+from lddpm.precision import autocast
 
 
 def clamp_straight_through(x: torch.Tensor, bound: float) -> torch.Tensor:
@@ -123,8 +124,7 @@ class Denoiser:
 
     def __call__(self, x_t: torch.Tensor, t: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         tt = torch.as_tensor(np.asarray(t), device=x_t.device)
-        with torch.autocast(x_t.device.type, dtype=self.autocast or torch.float32,
-                            enabled=self.autocast is not None):
+        with autocast(x_t.device.type, self.autocast):
             out = self.net(x_t, tt, self.cond, self.prior_noise)
         self.evaluations += 1
         x0, eps = self.param.split(x_t, t, out.float())

@@ -25,7 +25,7 @@ from lddpm.diffusion.objective import Objective
 from lddpm.diffusion.schedule import Schedule
 from lddpm.errors import UserError, display_path
 from lddpm.models.build import build_discriminator, build_network, build_perceptual
-from lddpm.precision import resolve_device, resolve_precision
+from lddpm.precision import autocast, resolve_device, resolve_precision
 from lddpm.training.data import STEP_SEED_STRIDE, batch_iterator, training_set, validation_set
 from lddpm.training.distributed import Distributed
 
@@ -224,11 +224,6 @@ class Trainer:
         """The run's batches from the current step on (this rank's shard under torchrun)."""
         return batch_iterator(self.dataset, self.cfg, self.dist, self.step, self.device)
 
-    def _autocast(self):
-        if self.autocast_dtype is None:
-            return torch.autocast(self.device.type, enabled=False)
-        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
-
     def train_step(self, batch: dict) -> dict[str, float]:
         """One optimisation step on `batch` ({"lr": (B,3,h,w), "hr": (B,3,sh,sw)[, "ref"]},
         [0, 1] as the datasets give it): D step (gan part), G step, LR schedule, EMA.
@@ -243,7 +238,7 @@ class Trainer:
         if self.disc is not None:
             self.disc.requires_grad_(False)  # D is frozen during the G step
         refs = self._references(batch, gen)
-        with self._autocast():
+        with autocast(self.device.type, self.autocast_dtype):
             total, terms = self.g_loss(batch, gen, self.disc, refs)
         self.opt.zero_grad(set_to_none=True)
         total.backward()
@@ -270,7 +265,7 @@ class Trainer:
         self.disc.requires_grad_(True)
         self.disc.train()
         with_r1 = self.cfg.gan.r1_weight > 0 and self.step % self.cfg.gan.r1_every == 0
-        with self._autocast():
+        with autocast(self.device.type, self.autocast_dtype):
             total, terms = self.d_loss(batch, gen, with_r1)
         self.d_opt.zero_grad(set_to_none=True)
         total.backward()
