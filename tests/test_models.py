@@ -1,4 +1,4 @@
-"""Networks (UNet, LDDPMNet v1/v2/v3), the CVAE's KL, the Upscaler entry point and checkpoints.
+"""Networks (UNet, LDDPMNet v1/v2/v3) and the CVAE's KL (the Upscaler: tests/test_upscaler.py).
 
 A fresh network outputs exactly zero (its last conv and the residual branches are
 zero-initialised, as in DDPM), which would make most comparisons vacuous; `_randomise`
@@ -11,12 +11,8 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
-from lddpm.checkpoint import save_checkpoint
 from lddpm.config import build_preset
-from lddpm.errors import UserError
-from lddpm.inference import Upscaler
 from lddpm.models.cvae import kl_standard_normal
 from lddpm.models.encoder import AdaptiveCrossAttention
 from lddpm.models.lddpm import LDDPMNet, count_parameters
@@ -225,154 +221,6 @@ def test_fresh_posterior_is_the_standard_normal():
     assert torch.equal(kl, torch.zeros(2))
 
 
-# ---------------------------------------------------------------------------------- Upscaler
-def _upscaler(preset: str, scale: int = 2, seed: int = 1) -> Upscaler:
-    cfg = _config(preset, scale)
-    torch.manual_seed(0)
-    return Upscaler(_randomise(LDDPMNet(cfg.model, scale), seed), cfg)
-
-
-@pytest.mark.parametrize("preset, sampler", [("tiny+v3", "ddim"), ("tiny+v3+glow+gan", "lddpm")])
-def test_posterior_encoder_runs_in_training_only(preset, sampler, monkeypatch):
-    up = _upscaler(preset)
-    calls = []
-    original = up.net.cvae.posterior.forward
-
-    def counting(*args, **kwargs):
-        calls.append(1)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(up.net.cvae.posterior, "forward", counting)
-    steps = 3 if sampler == "ddim" else None
-    up.upscale(_rand(1, 3, 8, 8, seed=0), sampler=sampler, steps=steps, num_samples=2)
-    assert calls == []
-    net = up.net
-    hr = _rand(1, 3, 16, 16, seed=1) * 2 - 1
-    with torch.no_grad():
-        net.forward_train(
-            hr, torch.tensor([3]), net.condition(hr[..., ::2, ::2]), hr, torch.Generator()
-        )
-    assert calls == [1]
-
-
-@pytest.mark.parametrize(
-    "preset, sampler, eta",
-    [("tiny+v3", "ddim", 0.0), ("tiny+v1", "ddim", 0.0), ("tiny+v1", "ddim", 1.0)],
-)
-def test_same_seed_same_output_different_seed_different(preset, sampler, eta):
-    up = _upscaler(preset)
-    lr = _rand(1, 3, 8, 12, seed=0)
-    run = lambda seed: up.upscale(lr, sampler=sampler, steps=3, seed=seed, eta=eta)
-    a = run(0)
-    assert a.shape == (1, 1, 3, 16, 24) and a.min() >= 0 and a.max() <= 1
-    assert torch.equal(a, run(0))
-    assert (a - run(1)).abs().max() > 1e-3
-
-
-def test_sample_index_uses_seed_plus_index():
-    up = _upscaler("tiny+v3")
-    lr = _rand(1, 3, 8, 8, seed=0)
-    both = up.upscale(lr, steps=3, seed=5, num_samples=2)
-    assert both.shape == (2, 1, 3, 16, 16)
-    assert torch.equal(both[1], up.upscale(lr, steps=3, seed=6)[0])
-    assert (both[0] - both[1]).abs().max() > 1e-3
-
-
-def test_cross_attention_with_two_references_changes_the_output():
-    up = _upscaler("tiny+v2")
-    _set_gates(up.net, 1.0, "unet.cross.")
-    lr = _rand(1, 3, 8, 8, seed=0)
-    ref_a, ref_b = _rand(1, 3, 6, 10, seed=1), _rand(1, 3, 12, 12, seed=2)
-    cond = up.net.condition(lr * 2 - 1, [ref_a * 2 - 1, ref_b * 2 - 1])
-    assert cond.tokens.shape[1] == 8 * 8 + 6 * 10 + 12 * 12  # LR tokens, then each reference's
-    plain = up.upscale(lr, steps=3, seed=0)
-    one = up.upscale(lr, steps=3, seed=0, references=[ref_a])
-    two = up.upscale(lr, steps=3, seed=0, references=[ref_a, ref_b])
-    assert two.shape == plain.shape
-    assert (two - plain).abs().max() > 1e-3
-    assert (two - one).abs().max() > 1e-3
-
-
-def test_references_without_an_lr_encoder_are_a_user_error():
-    up = _upscaler("tiny+v1")
-    with pytest.raises(UserError, match="reference"):
-        up.upscale(_rand(1, 3, 8, 8, seed=0), steps=2, references=[_rand(1, 3, 8, 8, seed=1)])
-
-
-@pytest.mark.parametrize("preset, scale", [("tiny+v1", 3), ("tiny+v3+glow", 2)])
-def test_upscaler_pads_and_crops_back_sizes_the_net_cannot_take(preset, scale):
-    up = _upscaler(preset, scale)
-    h, w = 5, 7
-    lr = _rand(1, 3, h, w, seed=0)
-    out = up.upscale(lr, steps=2, seed=3)
-    assert out.shape == (1, 1, 3, h * scale, w * scale)
-    # the same as upscaling the reflect-padded LR and cropping the top-left corner
-    m = up.net.size_multiple
-    pad_h = next(p for p in range(m) if ((h + p) * scale) % m == 0)  # the least padding
-    pad_w = next(p for p in range(m) if ((w + p) * scale) % m == 0)
-    assert pad_h or pad_w
-    padded = F.pad(lr, (0, pad_w, 0, pad_h), mode="reflect")
-    ref = up.upscale(padded, steps=2, seed=3)[..., : h * scale, : w * scale]
-    torch.testing.assert_close(out, ref, rtol=0, atol=1e-5)
-
-
-def test_tiling_returns_the_full_size():
-    up = _upscaler("tiny+v1")
-    lr = _rand(1, 3, 20, 26, seed=0)
-    out = up.upscale(lr, steps=2, seed=0, tile=16)
-    assert out.shape == (1, 1, 3, 40, 52)
-    assert torch.isfinite(out).all() and out.min() >= 0 and out.max() <= 1
-    # a tile at least as large as the image means no tiling at all
-    assert torch.equal(up.upscale(lr, steps=2, seed=0, tile=26), up.upscale(lr, steps=2, seed=0))
-
-
-# ---------------------------------------------------------------------------------- checkpoints
-def _save(tmp_path, preset: str, name: str, strip_posterior: bool = False):
-    cfg = _config(preset)
-    net = _randomise(_net(preset), seed=7)
-    if strip_posterior:
-        del net.cvae.posterior  # an inference export: the posterior is training-only
-    return save_checkpoint(tmp_path / name, 1, cfg, net, net, {"step": 1}), net
-
-
-def test_v1_checkpoint_loaded_as_v3_names_the_missing_parts(tmp_path):
-    path, _ = _save(tmp_path, "tiny+v1", "v1")
-    with pytest.raises(UserError) as info:
-        Upscaler.from_checkpoint(path, config=_config("tiny+v3"))
-    msg = str(info.value)
-    assert "lacks" in msg and "LR encoder" in msg and "CVAE" in msg and "cross-attention" in msg
-    assert "\n" not in msg
-
-
-def test_v3_checkpoint_loaded_as_v1_names_the_unexpected_parts(tmp_path):
-    path, saved = _save(tmp_path, "tiny+v3", "v3")
-    with pytest.raises(UserError) as info:
-        Upscaler.from_checkpoint(tmp_path / "v3", config=_config("tiny+v1"))
-    msg = str(info.value)
-    assert "has parts the model does not" in msg and "LR encoder" in msg and "CVAE" in msg
-    assert "lacks" not in msg
-    # loading it as what it is works and gives back the saved weights
-    up = Upscaler.from_checkpoint(path)
-    assert up.cfg.model.cvae.enabled
-    assert torch.equal(up.net.cvae.posterior.head.weight, saved.cvae.posterior.head.weight)
-
-
-def test_inference_checkpoint_without_posterior_loads(tmp_path):
-    path, saved = _save(tmp_path, "tiny+v3", "export", strip_posterior=True)
-    up = Upscaler.from_checkpoint(path, config=_config("tiny+v3"))
-    for name, value in saved.state_dict().items():
-        assert torch.equal(up.net.state_dict()[name], value), name
-    out = up.upscale(_rand(1, 3, 8, 8, seed=0), steps=2)
-    assert out.shape == (1, 1, 3, 16, 16)
-    # but a checkpoint missing a part that sampling needs does not load
-    cfg = _config("tiny+v3")
-    net = _net("tiny+v3")
-    del net.cvae.fusion
-    save_checkpoint(tmp_path / "broken", 1, cfg, net, net, {})
-    with pytest.raises(UserError, match="CVAE branch"):
-        Upscaler.from_checkpoint(tmp_path / "broken")
-
-
 def test_cross_attention_gate_is_per_channel():
     attn = AdaptiveCrossAttention(16, 8, heads=2, groups=4, gate_init=1e-6)
     assert attn.gate.shape == (16,)
@@ -383,18 +231,3 @@ def test_cross_attention_gate_is_per_channel():
         attn.gate[3] = 1.0
         changed = (attn(x, tokens) - x).abs().amax(dim=(0, 2, 3)) > 0
     assert changed.tolist() == [i == 3 for i in range(16)]
-
-
-def test_auto_tile_bounds_self_attention_tokens_and_the_training_crop():
-    # Bug fixed: whole-image sampling of a 768x576 output with the tiny preset ran
-    # self-attention over 384x288 tokens (minutes per step); the default tile bounds it.
-    for preset, expected in (("tiny", 32), ("small", 64), ("paper", 64)):
-        cfg = build_preset(preset)
-        with torch.device("meta"):
-            net = LDDPMNet(cfg.model, cfg.data.scale)
-        up = Upscaler(net, cfg)
-        tile = up.auto_tile()
-        assert tile == expected
-        finest = min(cfg.model.unet.attn_levels)
-        tokens_side = tile * cfg.data.scale // 2**finest
-        assert tokens_side <= 32
