@@ -23,7 +23,7 @@ def _setup(preset: str, steps: int = 4, seed: int = 0):
     cfg = build_preset(preset)
     cfg.data.scale = 2
     cfg.diffusion.timesteps = T
-    cfg.gan.steps = steps
+    cfg.gan.chain_steps = steps
     torch.manual_seed(seed)
     net = LDDPMNet(cfg.model, cfg.data.scale)
     # fill the zero-initialised weights (not the gates) so eps, the KL and the chain's

@@ -175,7 +175,7 @@ def test_set_timesteps_is_the_one_place_the_step_count_is_decided():
                                   select_timesteps(T, 4, "quadratic")[::-1])
     # the training GAN chain visits exactly the timesteps the lddpm sampler does
     cfg = build_preset("tiny+gan")
-    chain = (cfg.gan.steps, cfg.gan.timestep_rule)
+    chain = (cfg.gan.chain_steps, cfg.gan.timestep_rule)
     taus = Objective(cfg, Schedule.from_config(cfg.diffusion)).taus
     np.testing.assert_array_equal(taus[::-1], set_timesteps("lddpm", None, 1000, chain))
     # one error type: a one-line CLI error that library callers can catch as ValueError

@@ -76,8 +76,25 @@ def _from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
     return obj
 
 
+# Keys renamed since configs were first written (checkpoints, YAML files, --set): old -> new.
+RENAMED = {("gan", "steps"): "chain_steps"}  # the chain length K, not a sampling step count
+
+
+def migrate(data: dict[str, Any]) -> dict[str, Any]:
+    """`data` with renamed keys under their current names (a copy; `data` is unchanged), so
+    older checkpoints, files and `--set` lines keep working."""
+    out = dict(data)
+    for (section, old), new in RENAMED.items():
+        if isinstance(out.get(section), dict) and old in out[section]:
+            part = dict(out[section])
+            value = part.pop(old)
+            out[section] = {**part, new: part.get(new, value)}
+    return out
+
+
 def config_from_dict(data: dict[str, Any]) -> Config:
-    cfg = _from_dict(Config, data)
+    """A full or partial config dict (as saved in checkpoints) -> a validated Config."""
+    cfg = _from_dict(Config, migrate(data))
     validate(cfg)
     return cfg
 
@@ -99,7 +116,7 @@ def load_config_file(path: str | Path) -> Config:
 
 def merge(cfg: Config, overrides: dict[str, Any]) -> Config:
     """Deep-merges a (partial) dict into a config, strictly."""
-    merged = _deep_update(cfg.to_dict(), overrides, "")
+    merged = _deep_update(cfg.to_dict(), migrate(overrides), "")
     return config_from_dict(merged)
 
 

@@ -118,7 +118,7 @@ class GANConfig:
     """DDGAN-style adversarial denoising over a K-step chain (Eq. 13-15, the `gan` part)."""
 
     enabled: bool = False
-    steps: int = 4  # K
+    chain_steps: int = 4  # K, the length of the few-step chain (was `steps`)
     timestep_rule: str = "uniform"  # uniform | quadratic: how tau_1..tau_K are picked
     d_channels: int = 32
     d_lr: float = 1e-4
@@ -280,8 +280,8 @@ def validate(cfg: Config) -> None:
     _check_mode_and_scale(cfg.data)
     if not 0.0 <= cfg.data.reference_prob <= 1.0:
         raise UserError(f"data.reference_prob must be in [0, 1], got {cfg.data.reference_prob}")
-    if not 1 <= cfg.gan.steps <= cfg.diffusion.timesteps:
-        raise UserError(f"gan.steps must be in 1..{cfg.diffusion.timesteps}")
+    if not 1 <= cfg.gan.chain_steps <= cfg.diffusion.timesteps:
+        raise UserError(f"gan.chain_steps must be in 1..{cfg.diffusion.timesteps}")
     _validate_validation(cfg)
     for site in cfg.model.encoder.sites:
         if site != "mid" and not (site.startswith("up") and site[2:].isdigit()):

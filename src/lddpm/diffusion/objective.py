@@ -54,7 +54,7 @@ class Objective:
         self.param = Parameterisation.from_config(cfg.diffusion, sched)
         # The K-step chain's timesteps, increasing (tau_1 < ... < tau_K): sampling's own choice
         self.taus = set_timesteps("lddpm", None, sched.timesteps,
-                                  (cfg.gan.steps, cfg.gan.timestep_rule))[::-1].copy()
+                                  (cfg.gan.chain_steps, cfg.gan.timestep_rule))[::-1].copy()
 
     # ------------------------------------------------------------------ helpers
     def _randn(self, like: torch.Tensor, gen: torch.Generator, shape=None) -> torch.Tensor:

@@ -48,8 +48,9 @@ class SamplerSpec:
 
 
 def trained_chain(gan: GANConfig) -> Chain | None:
-    """The K-step chain of a config's gan part (gan.steps, gan.timestep_rule); None without."""
-    return (gan.steps, gan.timestep_rule) if gan.enabled else None
+    """The K-step chain of a config's gan part (gan.chain_steps, gan.timestep_rule); None
+    without the gan part."""
+    return (gan.chain_steps, gan.timestep_rule) if gan.enabled else None
 
 
 def set_timesteps(sampler: str, steps: int | None, timesteps: int,
