@@ -65,7 +65,7 @@ class _Context:
 
 
 # A step: (img, rng, ctx) -> (img, params or None if the step was skipped).
-Step = Callable[[np.ndarray, np.random.Generator, _Context], tuple[np.ndarray, dict | None]]
+Op = Callable[[np.ndarray, np.random.Generator, _Context], tuple[np.ndarray, dict | None]]
 
 
 def _blur(img: np.ndarray, rng: np.random.Generator, ctx: _Context):
@@ -121,7 +121,8 @@ def _sensor(img: np.ndarray, rng: np.random.Generator, ctx: _Context):
     return ops.sensor_noise(img, rng=rng, **params), params
 
 
-STEPS: dict[str, Step] = {
+# The degradation operations by name ("steps" in the JSON of applied operations).
+OPS: dict[str, Op] = {
     "blur": _blur,
     "resize_intermediate": _resize_intermediate,
     "resize_final": _resize_final,
@@ -134,7 +135,7 @@ SHUFFLED = ("blur", "blur", "resize_intermediate", "resize_final", "noise", "jpe
 
 
 def bsrgan_order(rng: np.random.Generator, shuffle: bool) -> list[str]:
-    """A random permutation of the steps, the intermediate resize before the final one."""
+    """A random permutation of the operations, the intermediate resize before the final one."""
     order = list(SHUFFLED)
     if shuffle:
         order = [order[i] for i in rng.permutation(len(order))]
@@ -151,7 +152,7 @@ def bsrgan(
     ctx = _Context(scale=scale, hr_size=(img.shape[0], img.shape[1]), cfg=cfg)
     applied: list[dict] = []
     for name in bsrgan_order(rng, cfg.shuffle):
-        img, params = STEPS[name](img, rng, ctx)
+        img, params = OPS[name](img, rng, ctx)
         if params is not None:
             applied.append({"op": name, **params})
     return img, applied
