@@ -39,7 +39,7 @@ def _randn(*shape: int, seed: int, dtype=torch.float64) -> torch.Tensor:
 def _make_identity(glow: Glow) -> None:
     """Set every flow step to the identity map (ActNorm, InvConv, zero coupling output)."""
     with torch.no_grad():
-        for step in glow.steps:
+        for step in glow.flow_steps:
             step.actnorm.bias.zero_()
             step.actnorm.log_scale.zero_()
             step.actnorm.initialized.fill_(True)

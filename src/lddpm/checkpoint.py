@@ -201,14 +201,28 @@ def describe_parts(mismatch: Mismatch) -> str:
             f"checkpoint {saved} vs model {own}")
 
 
+# Module names renamed since checkpoints were first written: old key prefix -> new.
+RENAMED_KEYS = {"prior.flow.steps.": "prior.flow.flow_steps."}  # Glow's per-level flow steps
+
+
+def migrate_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A checkpoint's state dict with renamed modules under their current names."""
+    out = {}
+    for key, value in state.items():
+        old = next((p for p in RENAMED_KEYS if key.startswith(p)), None)
+        out[key if old is None else RENAMED_KEYS[old] + key[len(old):]] = value
+    return out
+
+
 def load_weights(
     module: nn.Module, file: Path, optional_prefixes: tuple[str, ...] = ()
 ) -> None:
-    """Loads a checkpoint's safetensors weights strictly (`lddpm.weights.load_strict`); keys
-    under optional_prefixes may be absent. Mismatches are named by model part."""
+    """Loads a checkpoint's safetensors weights strictly (`lddpm.weights.load_strict`), older
+    module names migrated; keys under optional_prefixes may be absent. Mismatches are named
+    by model part."""
     if not file.is_file():
         raise UserError(f"checkpoint file missing: {file}")
-    load_strict(module, load_state_dict_file(file), str(file.parent),
+    load_strict(module, migrate_keys(load_state_dict_file(file)), str(file.parent),
                 optional_prefixes=optional_prefixes, describe=describe_parts)
 
 

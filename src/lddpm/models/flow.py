@@ -270,7 +270,7 @@ class Glow(nn.Module):
         if levels < 1:
             raise ValueError(f"Glow needs at least one level, got {levels}")
         self.levels = levels
-        self.steps = nn.ModuleList(
+        self.flow_steps = nn.ModuleList(  # one per level (checkpoints before: `steps`)
             FlowStep(channels * 4 ** (k + 1), cond_channels, hidden) for k in range(levels)
         )
 
@@ -293,7 +293,7 @@ class Glow(nn.Module):
         self._check_size(z)
         x = z
         logdet = z.new_zeros(z.shape[0])
-        for step in self.steps:
+        for step in self.flow_steps:
             x, step_logdet = step(squeeze2x2(x), cond)
             logdet = logdet + step_logdet
         for _ in range(self.levels):
@@ -306,7 +306,7 @@ class Glow(nn.Module):
         x = u
         for _ in range(self.levels):
             x = squeeze2x2(x)
-        for step in reversed(self.steps):
+        for step in reversed(self.flow_steps):
             x = unsqueeze2x2(step.inverse(x, cond))
         return x
 
