@@ -15,6 +15,7 @@ import argparse
 import sys
 from typing import Any
 
+from lddpm.config import DEGRADATIONS
 from lddpm.diffusion.consistency import CONSISTENCY
 from lddpm.diffusion.samplers import SAMPLERS
 from lddpm.errors import UserError
@@ -64,7 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument(
         "--degradation",
         default="bicubic",
-        choices=["bicubic", "bsrgan"],
+        choices=DEGRADATIONS,
         help="how LR is made from an HR-only folder (default bicubic)",
     )
     data.add_argument("--data-seed", type=int, default=0, help="seed of the bsrgan degradation")
