@@ -34,6 +34,9 @@ EMA_FILE = "ema.safetensors"
 DISC_FILE = "discriminator.safetensors"
 STATE_FILE = "trainer_state.pt"
 KEEP_LAST = 2
+# Weights only training uses (the CVAE posterior encoder): exports drop them, loading for
+# inference or --init-from does not need them.
+TRAINING_ONLY = ("cvae.posterior.",)
 
 # What each top-level module of LDDPMNet is, for mismatch messages.
 PART_NAMES = {
@@ -133,7 +136,7 @@ def export_checkpoint(
     out: Path,
     dtype: torch.dtype = torch.bfloat16,
     inference: dict[str, Any] | None = None,
-    drop_prefixes: tuple[str, ...] = ("cvae.posterior.",),
+    drop_prefixes: tuple[str, ...] = TRAINING_ONLY,
 ) -> Path:
     """An inference-only directory: the EMA weights in `dtype` (without the training-only
     CVAE posterior) as model.safetensors, and config.json marked `export` with the
@@ -151,7 +154,7 @@ def write_export(
     state: dict[str, torch.Tensor],
     meta: dict[str, Any],
     dtype: torch.dtype = torch.bfloat16,
-    drop_prefixes: tuple[str, ...] = ("cvae.posterior.",),
+    drop_prefixes: tuple[str, ...] = TRAINING_ONLY,
 ) -> Path:
     """The one writer of inference-only directories (`lddpm export`, `Upscaler.save_pretrained`):
     `state` in `dtype` without `drop_prefixes` as model.safetensors, `meta` (needs "config";

@@ -48,7 +48,6 @@ from lddpm.models.build import build_network
 from lddpm.models.lddpm import LDDPMNet
 from lddpm.precision import resolve_device, resolve_precision
 
-OPTIONAL_FOR_INFERENCE = ("cvae.posterior.",)  # an inference export may omit the posterior
 
 
 # Used when neither the call nor the checkpoint's "inference" defaults say otherwise.
@@ -99,7 +98,7 @@ class Upscaler:
         cfg = config or saved
         net = build_network(cfg)
         try:
-            ckpt.load_weights(net, ckpt.weights_file(cdir, use_ema), OPTIONAL_FOR_INFERENCE)
+            ckpt.load_weights(net, ckpt.weights_file(cdir, use_ema), ckpt.TRAINING_ONLY)
         except UserError as exc:
             diff = ckpt.config_differences(saved, cfg, ignore=("train.", "loss.", "data.bsrgan", "preset"))
             detail = f" (config differs: {'; '.join(diff[:4])})" if diff else ""

@@ -178,8 +178,8 @@ class Trainer:
         with a fresh optimiser and schedule (pre-train, then fine-tune)."""
         cdir = ckpt.resolve_checkpoint(source)
         weights = ckpt.weights_file(cdir, use_ema=True)
-        ckpt.load_weights(self.model, weights, ("cvae.posterior.",))
-        ckpt.load_weights(self.ema, weights, ("cvae.posterior.",))
+        ckpt.load_weights(self.model, weights, ckpt.TRAINING_ONLY)
+        ckpt.load_weights(self.ema, weights, ckpt.TRAINING_ONLY)
         tqdm.write(f"lddpm: initialised from {display_path(cdir)} (fresh optimiser, step 0)")
 
     def _restore(self) -> None:
@@ -225,8 +225,8 @@ class Trainer:
         return batch_iterator(self.dataset, self.cfg, self.dist, self.step, self.device)
 
     def train_step(self, batch: dict) -> dict[str, float]:
-        """One optimisation step on `batch` ({"lr": (B,3,h,w), "hr": (B,3,sh,sw)[, "ref"]},
-        [0, 1] as the datasets give it): D step (gan part), G step, LR schedule, EMA.
+        """One optimisation step on `batch` ({"lr": (B,3,h,w), "hr": (B,3,sh,sw)[, "ref"]} in
+        [-1, 1], as `HRFolder` gives it): D step (gan part), G step, LR schedule, EMA.
         Returns the logged scalars (loss terms, grad_norm, lr)."""
         gen = step_generator(self.cfg.train.seed, self.step)
         torch.manual_seed(self.dist.dropout_seed(self.cfg.train.seed * STEP_SEED_STRIDE + self.step))
