@@ -48,8 +48,6 @@ from lddpm.models.build import build_network
 from lddpm.models.lddpm import LDDPMNet
 from lddpm.precision import resolve_device, resolve_precision
 
-
-
 # Used when neither the call nor the checkpoint's "inference" defaults say otherwise.
 FALLBACK_DEFAULTS = {"sampler": "ddim", "steps": None, "consistency": "none"}
 
