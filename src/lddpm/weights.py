@@ -67,14 +67,14 @@ class ShippedCopy:
         if self.package is None:
             path = Path(sys.prefix) / self.folder / filename
             return display_path(path), path
-        root = _package_root(self.package)
+        root = package_root(self.package)
         if root is None:
             return f"package {self.label or self.package} (not installed)", None
         path = root / self.folder / filename
         return display_path(path), path
 
 
-def _package_root(package: str) -> Path | None:
+def package_root(package: str) -> Path | None:
     """Directory of an installed top-level package, found without importing it."""
     try:
         spec = importlib.util.find_spec(package)
