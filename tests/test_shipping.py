@@ -159,6 +159,7 @@ def test_an_export_written_before_the_layout_change_loads_and_samples_the_same()
     up = Upscaler.from_pretrained(PRE14 / "export")
     assert up.defaults["sampler"] == "lddpm" and up.cfg.gan.enabled and up.cfg.model.glow.enabled
     lr = expected["lr"]
-    torch.testing.assert_close(up.upscale(lr, seed=0)[0], expected["lddpm"], rtol=0, atol=1e-6)
+    # 1e-4: room for another CPU's float rounding; a loading mistake moves pixels by far more
+    torch.testing.assert_close(up.upscale(lr, seed=0)[0], expected["lddpm"], rtol=0, atol=1e-4)
     torch.testing.assert_close(up.upscale(lr, sampler="ddim", steps=3, seed=0, tile=6)[0],
-                               expected["ddim3"], rtol=0, atol=1e-6)
+                               expected["ddim3"], rtol=0, atol=1e-4)
