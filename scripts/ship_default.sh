@@ -2,7 +2,7 @@
 # Ships the newest checkpoint of the default run as the package's model:
 # src/lddpm/pretrained/lddpm-x4 (EMA weights in bf16 + config.json with sampling defaults).
 #
-#   bash scripts/ship_default.sh                     # defaults: ddim, 4 steps, consistency end
+#   bash scripts/ship_default.sh                     # defaults: ddim, 1 step, consistency end
 #   SAMPLER=ddim STEPS=2 CONSISTENCY=end bash scripts/ship_default.sh
 #
 # The defaults are the best-PSNR setting that `python benchmarks/default_model.py` measures
@@ -11,4 +11,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 RUN=${RUN:-runs/default}
 exec .venv/bin/lddpm export "$RUN" src/lddpm/pretrained/lddpm-x4 --dtype bf16 \
-    --sampler "${SAMPLER:-ddim}" --steps "${STEPS:-4}" --consistency "${CONSISTENCY:-end}" --overwrite
+    --sampler "${SAMPLER:-ddim}" --steps "${STEPS:-1}" --consistency "${CONSISTENCY:-end}" --overwrite

@@ -163,3 +163,11 @@ def test_an_export_written_before_the_layout_change_loads_and_samples_the_same()
     torch.testing.assert_close(up.upscale(lr, seed=0)[0], expected["lddpm"], rtol=0, atol=1e-4)
     torch.testing.assert_close(up.upscale(lr, sampler="ddim", steps=3, seed=0, tile=6)[0],
                                expected["ddim3"], rtol=0, atol=1e-4)
+
+
+@needs_shipped
+def test_upscale_with_no_other_flag_uses_the_shipped_model(lr_png, capsys):
+    rc, out, err = run_cli(capsys, "upscale", lr_png)
+    assert rc == 0, err
+    with Image.open(lr_png.with_name("photo_x4.png")) as im:
+        assert im.size == (16 * 4, 12 * 4)

@@ -218,23 +218,3 @@ def evaluate_method(
             extra[f"{metric.column}-std"] = metric.last_std
     info = {**method.describe(), "num_samples": num_samples, "seed": seed}
     return MethodResult(method.label, info, rows, means, extra)
-
-
-
-# Temporary: the names of the layouts and reports as `lddpm.evaluation` had them before they
-# moved to lddpm.data.layouts and lddpm.reports, for processes started before the move (their
-# already-imported `lddpm evaluate` imports them from here). Remove once none runs.
-_MOVED = {
-    **dict.fromkeys(("open_dataset", "resolve_layout"), "lddpm.data.layouts"),
-    **dict.fromkeys(("compare_table", "per_image_table", "report_columns", "report_dict",
-                     "write_csv", "write_json"), "lddpm.reports"),
-}
-
-
-def __getattr__(name: str):
-    """Module attribute fallback (PEP 562): a moved name from its new home."""
-    if name in _MOVED:
-        import importlib
-
-        return getattr(importlib.import_module(_MOVED[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
