@@ -77,8 +77,9 @@ def time_sizes(up) -> list[list[str]]:
     return rows
 
 
-def crop_grid(held_out: Path, up, path: Path, zoom: int = 2) -> None:
-    """Rows of LR (nearest) | bicubic | model | HR crops of held-out photos, labelled."""
+def crop_grid(held_out: Path, up, path: Path, sharp_steps: int, zoom: int = 2) -> None:
+    """Rows of LR (nearest) | bicubic | model defaults | sharper setting | HR crops of
+    held-out photos, labelled."""
     from lddpm.data.imageio import load_image, to_tensor
     from lddpm.data.resize import imresize
 
@@ -87,9 +88,11 @@ def crop_grid(held_out: Path, up, path: Path, zoom: int = 2) -> None:
         hr = to_tensor(load_image(held_out / f"{name}.png"))[None]
         lr = imresize(hr, scale=0.25).clamp(0, 1)
         sr = up.upscale(lr, seed=0)[0]
+        sharp = up.upscale(lr, "ddim", sharp_steps, seed=0, consistency="end")[0]
         bicubic = imresize(lr, scale=4).clamp(0, 1)
         nearest = torch.nn.functional.interpolate(lr, scale_factor=4, mode="nearest")
-        tiles = [("LR (nearest)", nearest), ("bicubic", bicubic), ("lddpm-x4", sr), ("HR", hr)]
+        tiles = [("LR (nearest)", nearest), ("bicubic", bicubic), ("lddpm defaults", sr),
+                 (f"ddim-{sharp_steps} + consistency", sharp), ("HR", hr)]
         rows.append(_row([(label, _crop(x[0], box, zoom)) for label, x in tiles]))
     gap = np.full((6, rows[0].shape[1], 3), 255, np.uint8)
     Image.fromarray(np.concatenate([r for row in rows for r in (row, gap)][:-1])).save(path)
@@ -149,7 +152,7 @@ def main() -> None:
                  for name, label in labels.items()]
     per_image = _per_image(report, labels)
     timing = time_sizes(up)
-    crop_grid(held_out, up, DOCS / "default_model_grid.png")
+    crop_grid(held_out, up, DOCS / "default_model_grid.png", args.sharp_steps)
     default_name, sharp_name = rows_spec[0][2], f"{args.model}:ddim:{args.sharp_steps}:end"
     write_report(DOCS / "default_model.md", "The shipped x4 model on held-out real photos", [
         f"Model `{args.model}` ({up.cfg.preset}), sampling defaults {up.defaults}, bf16 "
@@ -161,7 +164,8 @@ def main() -> None:
         "PSNR-Y per photo:", per_image,
         "Seconds per image at the defaults, 2 threads (median of 3, random LR of that size):",
         table(["LR", "output", "sec/img"], timing),
-        "Crops (LR nearest | bicubic | lddpm-x4 defaults | HR), seed 0:",
+        f"Crops (LR nearest | bicubic | defaults | ddim-{args.sharp_steps} + consistency | HR), "
+        "seed 0:",
         "![crops](default_model_grid.png)",
         "Targets (issue 10):", "\n".join(targets(means, default_name, sharp_name,
                                                    float(timing[1][2]))),

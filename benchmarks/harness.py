@@ -132,12 +132,27 @@ def prepare_data() -> tuple[Path, Path]:
     return train, val
 
 
+def _project_relative(arg: str) -> str:
+    """An absolute path inside the project as a path relative to it (reports name their
+    inputs as given, and must not show this machine's root)."""
+    if arg.startswith(str(ROOT) + os.sep):
+        return os.path.relpath(arg, ROOT)
+    return arg
+
+
 def lddpm(*args: str) -> None:
-    """Runs an lddpm command in-process; a failure stops the benchmark."""
+    """Runs an lddpm command in-process from the project root, with project paths relative to
+    it; a failure stops the benchmark."""
     from lddpm.cli import main
 
+    args = tuple(_project_relative(str(a)) for a in args)
     print("$ lddpm " + " ".join(shlex.quote(a) for a in args), flush=True)
-    code = main(list(args))
+    cwd = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        code = main(list(args))
+    finally:
+        os.chdir(cwd)
     if code != 0:
         sys.exit(f"lddpm {args[0]} failed with exit code {code}")
 
@@ -206,7 +221,11 @@ def unavailable_note(report: dict) -> str:
 
 
 def method_means(report: dict) -> dict[str, dict]:
-    return {m["name"]: m["means"] for m in report["methods"]}
+    """name -> means; a project-relative name is also found under its absolute path (what
+    the scripts build their entries from)."""
+    means = {m["name"]: m["means"] for m in report["methods"]}
+    return {**means, **{str(ROOT / name): v for name, v in means.items()
+                        if name.startswith(("bench_runs", "runs"))}}
 
 
 def cells(means: dict, columns: list[tuple[str, int]]) -> list[str]:

@@ -108,6 +108,9 @@ def test_quality_and_default_extension(tiny_run, tmp_path, capsys):
         sizes[q] = (tmp_path / f"q{q}" / f"q_x{SCALE}.jpg").stat().st_size
     assert sizes[20] < sizes[95]
     rc, err = upscale(capsys, tmp_path / f"q95/q_x{SCALE}.jpg", "--checkpoint", tiny_run, *FAST)
+    assert rc == 0 and (tmp_path / f"q95/q_x{SCALE}_x{SCALE}.png").is_file()  # default: png
+    rc, err = upscale(capsys, tmp_path / f"q95/q_x{SCALE}.jpg", "--checkpoint", tiny_run, *FAST,
+                      "--ext", "auto")
     assert rc == 0 and (tmp_path / f"q95/q_x{SCALE}_x{SCALE}.jpg").is_file()  # auto: as the input
 
 

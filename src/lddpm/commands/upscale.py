@@ -28,8 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output",
                         help="output folder, or a .png/.jpg/.webp file when there is one input "
                              "image (default: NAME_xS.EXT beside each input)")
-    parser.add_argument("--ext", default="auto", choices=["auto", *OUTPUT_EXTS],
-                        help="output format (default auto: the input's own when png/jpg/webp, else png)")
+    parser.add_argument("--ext", default="png", choices=["auto", *OUTPUT_EXTS],
+                        help="output format (default png, lossless; auto: the input's own when "
+                             "png/jpg/webp, else png)")
     parser.add_argument("--quality", type=int,
                         help=f"jpg/webp quality 1-100 (default {DEFAULT_QUALITY['JPEG']})")
     parser.add_argument("--color", action="store_true",
