@@ -167,7 +167,7 @@ def test_an_export_written_before_the_layout_change_loads_and_samples_the_same()
 
 @needs_shipped
 def test_upscale_with_no_other_flag_uses_the_shipped_model(lr_png, capsys):
-    rc, out, err = run_cli(capsys, "upscale", lr_png)
+    rc, _, err = run_cli(capsys, "upscale", lr_png)
     assert rc == 0, err
     with Image.open(lr_png.with_name("photo_x4.png")) as im:
         assert im.size == (16 * 4, 12 * 4)
