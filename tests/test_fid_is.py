@@ -7,7 +7,7 @@ import pytest
 import scipy.linalg
 import torch
 
-from lddpm.errors import UserError
+from lddpm.errors import UserError, display_path
 from lddpm.metrics import MetricSuite
 from lddpm.metrics.base import Pair
 from lddpm.metrics.fid import (
@@ -145,7 +145,7 @@ def test_missing_inception_weights_make_fid_and_is_unavailable(tmp_path, monkeyp
     lines = suite.unavailable_lines()
     assert len(lines) == 2
     assert lines[0].startswith("fid unavailable: pretrained weights " + FID_WEIGHTS_FILE)
-    assert str(tmp_path / "hub" / "checkpoints" / FID_WEIGHTS_FILE) in lines[0]
+    assert display_path(tmp_path / "hub" / "checkpoints" / FID_WEIGHTS_FILE) in lines[0]
     assert "--inception-weights" in lines[0]
 
 

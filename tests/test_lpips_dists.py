@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from lddpm.cli import main
+from lddpm.errors import display_path
 from lddpm.metrics import MetricSuite, MetricWeights
 from lddpm.metrics.dists import STAGE_CHANNELS, AlphaBeta, L2Pool, load_dists
 from lddpm.metrics.lpips import VARIANTS, LinearLayers, load_lpips
@@ -158,7 +159,7 @@ def test_missing_weights_give_one_line_each(tmp_path, monkeypatch):
     assert all("\n" not in line for line in lines)
     assert "alex.pth not found" in lines[0] and "--lpips-weights" in lines[0]
     assert "weights.pt not found" in lines[1] and "--dists-weights" in lines[1]
-    assert str(tmp_path / "hub" / "checkpoints") in lines[0]
+    assert display_path(tmp_path / "hub" / "checkpoints") in lines[0]
 
 
 def test_missing_backbone_names_the_backbone_file(weights_home, tmp_path, monkeypatch):

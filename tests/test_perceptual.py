@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from lddpm.config import LossConfig
-from lddpm.errors import UserError
+from lddpm.errors import UserError, display_path
 from lddpm.models.backbones import VGG, AlexNet, load_backbone
 from lddpm.models.perceptual import (
     PerceptualLoss,
@@ -163,7 +163,7 @@ def test_missing_weights_file_says_where_it_looked_and_how_to_get_it(empty_torch
     message = str(caught.value)
     assert "\n" not in message
     assert "vgg19-dcbb9e9d.pth" in message
-    assert str(empty_torch_home / "hub" / "checkpoints" / "vgg19-dcbb9e9d.pth") in message
+    assert display_path(empty_torch_home / "hub" / "checkpoints" / "vgg19-dcbb9e9d.pth") in message
     assert "download.pytorch.org/models/vgg19-dcbb9e9d.pth" in message
     assert "loss.vgg_weights" in message
 

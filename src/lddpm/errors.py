@@ -17,8 +17,8 @@ class SamplingError(UserError, ValueError):
 
 def display_path(path) -> str:
     """A path as reports and messages show it: relative to the current directory when inside
-    it, else with the home directory as `~`, never from a machine's absolute root."""
-    import os
+    it (the project, for the benchmarks), else with the home directory as `~`, else as the
+    absolute path the user gave (a `../../tmp/x` would only hide where it is)."""
     from pathlib import Path
 
     p = Path(path).absolute()
@@ -30,4 +30,4 @@ def display_path(path) -> str:
     try:
         return "~/" + str(p.relative_to(home))
     except ValueError:
-        return os.path.relpath(p)
+        return str(p)
