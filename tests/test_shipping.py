@@ -69,6 +69,17 @@ def test_export_refuses_to_overwrite(exported, tiny_run, capsys):
     assert_one_line_error(rc, err, "exists", "--overwrite")
 
 
+@pytest.mark.parametrize("bad, needle", [(["--sampler", "lddpm"], "gan"),
+                                         (["--sampler", "ddim", "--steps", "0"], "0")])
+def test_export_checks_its_defaults_before_writing(exported, tiny_run, bad, needle, capsys):
+    """Invalid sampling defaults are refused before anything is written, so an existing
+    export replaced with --overwrite is still intact afterwards."""
+    before = (exported / "model.safetensors").read_bytes()
+    rc, _, err = run_cli(capsys, "export", tiny_run, exported, "--overwrite", *bad)
+    assert_one_line_error(rc, err, needle)
+    assert (exported / "model.safetensors").read_bytes() == before
+
+
 def test_upscale_writes_name_xS_beside_the_input_by_default(exported, lr_png, capsys):
     rc, _, err = run_cli(capsys, "upscale", lr_png, "--checkpoint", exported)
     assert rc == 0, err

@@ -72,13 +72,18 @@ class Upscaler:
 
     @classmethod
     def from_pretrained(
-        cls, name_or_path: str | Path | None = None, device: str = "cpu", precision: str = "fp32"
+        cls,
+        name_or_path: str | Path | None = None,
+        device: str = "cpu",
+        precision: str = "fp32",
+        use_ema: bool = True,
     ) -> Upscaler:
         """A shipped model by name (None = the default, see `lddpm models`) or a checkpoint,
         run or exported directory."""
         from lddpm.pretrained import resolve_model
 
-        return cls.from_checkpoint(resolve_model(name_or_path), device=device, precision=precision)
+        return cls.from_checkpoint(resolve_model(name_or_path), device=device, use_ema=use_ema,
+                                   precision=precision)
 
     @classmethod
     def from_checkpoint(

@@ -156,11 +156,10 @@ class _Upscalers:
 
     def get(self, path: str) -> Any:
         from lddpm.inference import Upscaler
-        from lddpm.pretrained import resolve_model
 
         if path not in self._loaded:
-            self._loaded[path] = Upscaler.from_checkpoint(
-                resolve_model(path), device=self.device, use_ema=not self.raw_weights
+            self._loaded[path] = Upscaler.from_pretrained(
+                path, device=self.device, use_ema=not self.raw_weights
             )
         return self._loaded[path]
 

@@ -26,6 +26,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
 
 
+def _check_defaults(source, defaults: dict) -> None:
+    """The sampling defaults must be valid for the checkpoint (e.g. no lddpm sampler without
+    the gan part, steps within 1..T): refused with one line, before any file is written."""
+    source.defaults.update(defaults)
+    sampler, steps, _ = source.resolve(None, None, None)
+    source.spec(sampler, steps)
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
@@ -38,10 +46,9 @@ def run(args: argparse.Namespace) -> int:
     defaults = {k: v for k, v in (("sampler", args.sampler), ("steps", args.steps),
                                   ("consistency", args.consistency)) if v is not None}
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[args.dtype]
+    _check_defaults(Upscaler.from_checkpoint(args.checkpoint), defaults)  # before writing
     ckpt.export_checkpoint(Path(args.checkpoint), out, dtype, defaults or None)
-    check = Upscaler.from_checkpoint(out)  # what users will load: fail here, not there
-    sampler, steps, _ = check.resolve(None, None, None)
-    check.spec(sampler, steps)
+    check = Upscaler.from_checkpoint(out)  # what users will load: it must load
     size = (out / ckpt.MODEL_FILE).stat().st_size / 2**20
     print(f"exported {display_path(out)} ({size:.1f} MiB, {args.dtype}; defaults {check.defaults})")
     return 0

@@ -143,13 +143,12 @@ def run(args: argparse.Namespace) -> int:
     from lddpm.errors import display_path
     from lddpm.inference import Upscaler
     from lddpm.precision import resolve_device
-    from lddpm.pretrained import resolve_model
 
     _check_args(args)
     device = resolve_device(args.device)  # before any work: a missing GPU is the one error
     files = _inputs(args.inputs)
-    up = Upscaler.from_checkpoint(resolve_model(args.checkpoint), device=device,
-                                  use_ema=not args.raw_weights, precision=args.precision)
+    up = Upscaler.from_pretrained(args.checkpoint, device=device, use_ema=not args.raw_weights,
+                                  precision=args.precision)
     if args.scale is not None and args.scale != up.scale:
         raise UserError(f"--scale {args.scale}: this checkpoint was trained for x{up.scale}")
     label = f"x{args.outscale:g}" if args.outscale else f"x{up.scale}"

@@ -11,7 +11,7 @@ import typing
 from lddpm.config.schema import Config, UNetConfig, validate
 from lddpm.errors import UserError
 
-# The x4 residual HR - bicubic(LR) has a std of about 0.06 in [-1, 1] units on the training
+# The x4 residual HR - bicubic(LR) has a std of 0.079 in [-1, 1] units on the training
 # photos (`python benchmarks/recipe.py --measure-only`); scaling it by this factor gives it
 # about the spread of an image in [-1, 1] (std 0.5).
 RESIDUAL_SCALE = 8.0

@@ -24,23 +24,23 @@ CONSISTENCY = ("none", "end", "step")
 
 
 @lru_cache(maxsize=32)
-def _down_and_pinv(hr_len: int, scale: int) -> tuple[np.ndarray, np.ndarray]:
-    w = resize_matrix(hr_len, hr_len // scale, 1.0 / scale, "cubic", True)  # (h, H)
-    return w, w.T @ np.linalg.inv(w @ w.T)  # (h, H), (H, h)
-
-
-def _tensors(hr_len: int, scale: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    w, pinv = _down_and_pinv(hr_len, scale)
-    return (torch.tensor(w, device=like.device, dtype=torch.float64),
-            torch.tensor(pinv, device=like.device, dtype=torch.float64))
+def _down_and_pinv(
+    hr_len: int, scale: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """W (h, H) and W^+ (H, h) in float64 on `device`; cached, as the "step" mode asks for
+    them at every sampler step."""
+    w = resize_matrix(hr_len, hr_len // scale, 1.0 / scale, "cubic", True)
+    pinv = w.T @ np.linalg.inv(w @ w.T)
+    return (torch.tensor(w, device=device, dtype=torch.float64),
+            torch.tensor(pinv, device=device, dtype=torch.float64))
 
 
 def project_to_lr(image: torch.Tensor, lr: torch.Tensor, scale: int) -> torch.Tensor:
     """image (B,3,H,W), lr (B,3,H/s,W/s), same value range -> image with D(image) = lr."""
     if image.shape[-2] != lr.shape[-2] * scale or image.shape[-1] != lr.shape[-1] * scale:
         raise ValueError(f"image {tuple(image.shape)} is not {scale}x the LR {tuple(lr.shape)}")
-    w_h, p_h = _tensors(image.shape[-2], scale, image)
-    w_w, p_w = _tensors(image.shape[-1], scale, image)
+    w_h, p_h = _down_and_pinv(image.shape[-2], scale, image.device)
+    w_w, p_w = _down_and_pinv(image.shape[-1], scale, image.device)
     x = image.to(torch.float64)
     residual = lr.to(torch.float64) - w_h @ x @ w_w.T
     return (x + p_h @ residual @ p_w.T).to(image.dtype)
