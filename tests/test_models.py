@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from lddpm.config import build_preset
+from lddpm.errors import UserError
 from lddpm.models.cvae import kl_standard_normal
 from lddpm.models.encoder import AdaptiveCrossAttention
 from lddpm.models.lddpm import LDDPMNet, count_parameters
@@ -231,3 +232,33 @@ def test_cross_attention_gate_is_per_channel():
         attn.gate[3] = 1.0
         changed = (attn(x, tokens) - x).abs().amax(dim=(0, 2, 3)) > 0
     assert changed.tolist() == [i == 3 for i in range(16)]
+
+
+def test_every_preset_with_glow_trains_at_its_own_crop():
+    """The Glow prior squeezes the bottleneck latent: each size's crop must survive it (the
+    photo preset's 128 px crop once died at step 1 with three levels)."""
+    from lddpm.config import SIZES, hr_size_multiple
+
+    for size in SIZES:
+        cfg = build_preset(f"{size}+lddpm")
+        assert cfg.data.crop % hr_size_multiple(cfg.model) == 0
+        net = LDDPMNet(cfg.model, cfg.data.scale)
+        assert net.size_multiple == hr_size_multiple(cfg.model)
+
+
+def test_validate_refuses_a_crop_the_glow_prior_cannot_squeeze():
+    from lddpm.config import apply_overrides
+
+    with pytest.raises(UserError, match=r"data.crop=128 .* multiple of 256.*levels<=2"):
+        apply_overrides(build_preset("photo+res+lddpm"), ["model.glow.levels=3"])
+    cfg = apply_overrides(build_preset("photo+res+lddpm"), ["model.glow.levels=3", "data.crop=256"])
+    assert cfg.data.crop == 256
+
+
+def test_detail_part_balances_the_kl_as_the_elbo():
+    cfg = build_preset("photo+res+lddpm+detail")
+    # Cz / (3 f^2): 4 latent channels at HR/32
+    assert cfg.loss.kl == pytest.approx(4 / (3 * 32 * 32))
+    assert cfg.loss.time_weighting == "none" and cfg.gan.timestep_rule == "quadratic"
+    with pytest.raises(UserError, match="res"):
+        build_preset("photo+lddpm+detail")

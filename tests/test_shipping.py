@@ -107,6 +107,39 @@ def test_init_from_starts_from_the_given_weights(exported, image_dir, tmp_path, 
         torch.testing.assert_close(model[k], v.float(), rtol=0, atol=0)
 
 
+def test_init_from_grows_a_v1_network_into_the_full_model(exported, fast_settings):
+    """--init-from a V1 export into v3+glow+gan: every UNet weight loads, the new parts start
+    fresh behind their 1e-6 gates, so the grown network first computes what the V1 did."""
+    from lddpm.config import apply_overrides, build_preset
+    from lddpm.models.build import build_network
+
+    cfg = apply_overrides(build_preset("tiny+v3+glow+gan"), fast_settings)
+    net = build_network(cfg).eval()
+    fresh = ckpt.grow_weights(net, exported, cfg)
+    assert fresh == ["CVAE branch (part v3)", "CVAE posterior encoder (part v3, training only)",
+                     "Glow prior (part glow)", "LR encoder (part v2)",
+                     "cross-attention blocks (part v2)"]
+    source = Upscaler.from_pretrained(exported).net.float().eval()
+    g = torch.Generator().manual_seed(0)
+    lr = torch.rand(2, 3, 8, 8, generator=g) * 2 - 1
+    x_t, t = torch.randn(2, 3, 8 * SCALE, 8 * SCALE, generator=g), torch.tensor([10, 900])
+    noise = torch.randn(net.latent_shape(tuple(x_t.shape)), generator=g)
+    with torch.no_grad():
+        grown = net(x_t, t, net.condition(lr), noise)
+        old = source(x_t, t, source.condition(lr))
+    torch.testing.assert_close(grown, old, atol=1e-3, rtol=0)
+
+
+@pytest.mark.parametrize("preset, needle", [("tiny+res", "diffusion.target"),
+                                            ("tiny+v3", "diffusion.timesteps")])
+def test_init_from_refuses_another_parameterisation(exported, image_dir, tmp_path, capsys,
+                                                    preset, needle):
+    extra = ["--set", "diffusion.timesteps=500"] if needle == "diffusion.timesteps" else []
+    rc, _, err = run_cli(capsys, *train_args(preset, image_dir, tmp_path / "run", 1,
+                                             "--init-from", str(exported), *extra))
+    assert_one_line_error(rc, err, "parameterisation", needle)
+
+
 # ------------------------------------------------------------------------------ shipped model
 SHIPPED = pretrained.shipped_models()
 needs_shipped = pytest.mark.skipif(pretrained.DEFAULT_MODEL not in SHIPPED,

@@ -25,8 +25,8 @@ from torch import nn
 
 from lddpm import __version__
 from lddpm.config import Config, config_from_dict
-from lddpm.errors import UserError
-from lddpm.weights import Mismatch, load_state_dict_file, load_strict
+from lddpm.errors import UserError, display_path
+from lddpm.weights import Mismatch, compare_state, load_state_dict_file, load_strict
 
 CONFIG_FILE = "config.json"
 MODEL_FILE = "model.safetensors"
@@ -227,6 +227,40 @@ def load_weights(
         raise UserError(f"checkpoint file missing: {file}")
     load_strict(module, migrate_keys(load_state_dict_file(file)), str(file.parent),
                 optional_prefixes=optional_prefixes, describe=describe_parts)
+
+
+# The config keys that fix what a network's weights mean: initialising from weights trained
+# with other values would load without an error and compute something else.
+PARAMETERISATION_KEYS = (
+    "data.scale", "diffusion.beta_end", "diffusion.beta_start", "diffusion.prediction",
+    "diffusion.residual_scale", "diffusion.schedule", "diffusion.target", "diffusion.timesteps",
+    "model.unet.",
+)
+
+
+def grow_weights(module: nn.Module, source: Path, cfg: Config) -> list[str]:
+    """Initialises `module` (built from `cfg`) from the checkpoint or export `source`, whose
+    network may have fewer parts: every weight the file has is loaded, the parts it lacks
+    keep their fresh initialisation (their gates start at 1e-6, so the grown network first
+    computes what the source's did). Returns the names of those fresh parts.
+
+    UserError when the parameterisation differs (PARAMETERISATION_KEYS: the weights would
+    mean something else), or the file has weights the module has no place for."""
+    cdir = resolve_checkpoint(source)
+    saved = read_config(cdir)
+    differ = [d for d in config_differences(saved, cfg) if d.startswith(PARAMETERISATION_KEYS)]
+    if differ:
+        raise UserError(f"cannot initialise from {display_path(cdir)}: it was trained with another "
+                        "parameterisation (" + "; ".join(differ) + ")")
+    file = weights_file(cdir, use_ema=True)
+    state = migrate_keys(load_state_dict_file(file))
+    own = module.state_dict().keys()
+    mismatch = compare_state(module, state, optional_prefixes=tuple(own))
+    if mismatch:
+        raise UserError(f"{display_path(file)}: {describe_parts(mismatch)}")
+    fresh = sorted(own - state.keys())
+    module.load_state_dict(state, strict=False)
+    return sorted({PART_NAMES.get(_part_of(k), _part_of(k)) for k in fresh})
 
 
 def config_differences(a: Config, b: Config, ignore: tuple[str, ...] = ()) -> list[str]:

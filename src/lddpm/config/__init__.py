@@ -47,6 +47,7 @@ from lddpm.config.schema import (
     UNetConfig,
     check_choice,
     check_data,
+    hr_size_multiple,
     inert_keys,
     validate,
 )
@@ -85,6 +86,7 @@ __all__ = [
     "check_data",
     "config_from_dict",
     "describe_presets",
+    "hr_size_multiple",
     "inert_keys",
     "load_config_file",
     "merge",

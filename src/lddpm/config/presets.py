@@ -66,6 +66,9 @@ def _size_photo(c: Config) -> None:
     c.train.checkpoint_every, c.train.val_every = 250, 1000
     c.data.batch_size, c.data.crop = 16, 128
     c.train.weight_decay = 0.0  # the recipe docs/recipe.md measured (and runs/default trains)
+    # The CVAE latent sits at the bottleneck, HR/32 here: two Glow squeezes fit a 128 px crop
+    # (4x4 -> 1x1), the paper's three would need 256 px crops (5.3 s/step on 2 cores).
+    c.model.glow.levels = 2
 
 
 def _part_res(c: Config) -> None:
@@ -74,6 +77,28 @@ def _part_res(c: Config) -> None:
     c.diffusion.target = "residual"
     c.diffusion.residual_scale = RESIDUAL_SCALE
     c.diffusion.prediction = "v"
+
+
+def _part_detail(c: Config) -> None:
+    """The paper model's recipe on top of `res` (docs/paper_model.md): what makes Eq. 13-17
+    act on a v-prediction residual model that samples in K = 4 steps.
+
+    - Perceptual terms unweighted in t: a v model's x0-hat is bounded at every t (its
+      derivative in v is sqrt(1 - alphabar) <= 1), so the alphabar weighting, made for eps
+      models, would only switch them off (4e-5 at t = T-1).
+    - The chain on the quadratic rule (tau = 62, 249, 562, 999 for K = 4): on the linear
+      schedule the uniform rule's x_749 carries x0 at amplitude 0.06 under unit noise, so the
+      discriminator would judge noise at three of its four steps.
+    - KL at the ELBO's balance: L_DDPM is a mean over 3 H W values, the KL a mean over
+      Cz H W / f^2 latent values, so weight Cz / (3 f^2) makes them the ELBO's sum ratio
+      (weight 1 would be a beta-VAE with beta = 3 f^2 / Cz, 768 for `photo`).
+    """
+    if not c.diffusion.target == "residual":
+        raise UserError("the detail part tunes the res recipe: put res before it (e.g. photo+res+lddpm+detail)")
+    c.loss.time_weighting = "none"
+    c.gan.timestep_rule = "quadratic"
+    f = c.model.unet.unshuffle * 2 ** (len(c.model.unet.channel_mults) - 1)
+    c.loss.kl = c.model.cvae.latent_channels / (3 * f * f)
 
 
 def _part_v1(c: Config) -> None:
@@ -121,6 +146,7 @@ PARTS: dict[str, tuple[typing.Callable[[Config], None], str]] = {
     "v3": (_part_v3, "+ conditional VAE branch (Eq. 9-11, Table 6 V3)"),
     "glow": (_part_glow, "Glow prior on the CVAE latent (Eq. 12); needs v3"),
     "gan": (_part_gan, "DDGAN-style adversarial K-step denoising (Eq. 13-15)"),
+    "detail": (_part_detail, "the paper model's recipe on res: unweighted perceptual terms, quadratic chain, ELBO-balanced KL"),
     "cl": (_part_cl, "VGG-19 content loss + L1 (Eq. 16)"),
     "sl": (_part_sl, "VGG-19 style loss, AdaIN statistics (Eq. 17)"),
 }

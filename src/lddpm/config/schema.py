@@ -283,9 +283,35 @@ def validate(cfg: Config) -> None:
     if not 1 <= cfg.gan.chain_steps <= cfg.diffusion.timesteps:
         raise UserError(f"gan.chain_steps must be in 1..{cfg.diffusion.timesteps}")
     _validate_validation(cfg)
+    _validate_crop(cfg)
     for site in cfg.model.encoder.sites:
         if site != "mid" and not (site.startswith("up") and site[2:].isdigit()):
             raise UserError(f"model.encoder.sites: '{site}' is not 'mid' or 'upN'")
+
+
+def hr_size_multiple(model: ModelConfig) -> int:
+    """HR sizes a network of this config takes as they are: the UNet's downsampling
+    (unshuffle x 2^(levels-1)), times 2^glow.levels with the Glow prior, whose every level
+    squeezes the latent (at the UNet bottleneck) by 2x2. LDDPMNet.size_multiple reads this."""
+    m = model.unet.unshuffle * 2 ** (len(model.unet.channel_mults) - 1)
+    if model.glow.enabled:
+        m *= 2 ** model.glow.levels
+    return m
+
+
+def _validate_crop(cfg: Config) -> None:
+    """The training crop must be one the network takes as it is (training does not pad)."""
+    m = hr_size_multiple(cfg.model)
+    if cfg.data.crop % m == 0:
+        return
+    hint = ""
+    if cfg.model.glow.enabled:
+        bottleneck = m // 2 ** cfg.model.glow.levels
+        fits = max(0, (cfg.data.crop // bottleneck).bit_length() - 1)
+        hint = (f": the Glow prior squeezes the latent (HR/{bottleneck}) {cfg.model.glow.levels} "
+                f"times; use data.crop={-(-cfg.data.crop // m) * m} or model.glow.levels<={fits}")
+    raise UserError(f"data.crop={cfg.data.crop} is not a multiple of {m}, the HR size multiple "
+                    f"of this network{hint}")
 
 
 def _validate_validation(cfg: Config) -> None:

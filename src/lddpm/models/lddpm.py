@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from lddpm.config import ModelConfig
+from lddpm.config import ModelConfig, hr_size_multiple
 from lddpm.data.resize import imresize
 from lddpm.models.cvae import CVAE, kl_standard_normal, reparameterise
 from lddpm.models.encoder import AdaptiveCrossAttention, LREncoder, encode_condition
@@ -61,10 +61,7 @@ class LDDPMNet(nn.Module):
     @property
     def size_multiple(self) -> int:
         """HR sizes must be multiples of this (the sampler entry point pads to it)."""
-        m = self.unet.downsampling
-        if self.prior is not None:
-            m *= 2 ** self.cfg.glow.levels
-        return m
+        return hr_size_multiple(self.cfg)
 
     def latent_shape(self, hr_shape: tuple[int, ...]) -> tuple[int, ...] | None:
         """(B,3,H,W) -> shape of z, or None when there is no CVAE."""

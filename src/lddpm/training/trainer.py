@@ -175,12 +175,13 @@ class Trainer:
 
     def _initialise_from(self, source: Path) -> None:
         """`--init-from`: the weights (EMA, or an export's) of another run into model and EMA,
-        with a fresh optimiser and schedule (pre-train, then fine-tune)."""
-        cdir = ckpt.resolve_checkpoint(source)
-        weights = ckpt.weights_file(cdir, use_ema=True)
-        ckpt.load_weights(self.model, weights, ckpt.TRAINING_ONLY)
-        ckpt.load_weights(self.ema, weights, ckpt.TRAINING_ONLY)
-        tqdm.write(f"lddpm: initialised from {display_path(cdir)} (fresh optimiser, step 0)")
+        with a fresh optimiser and schedule (pre-train, then fine-tune). The source may have
+        fewer parts (a V1 network grows into V2/V3 through the 1e-6 gates); the discriminator
+        always starts fresh."""
+        fresh = ckpt.grow_weights(self.model, source, self.cfg)
+        self.ema.load_state_dict(self.model.state_dict())
+        started = f"; new parts start fresh: {', '.join(fresh)}" if fresh else ""
+        tqdm.write(f"lddpm: initialised from {display_path(source)} (fresh optimiser, step 0{started})")
 
     def _restore(self) -> None:
         found = ckpt.list_checkpoints(self.output)
