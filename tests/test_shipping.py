@@ -64,6 +64,15 @@ def test_from_pretrained_loads_an_export_with_its_defaults(exported):
     assert error(sr) < 0.5 * error(up.upscale(lr, seed=0, consistency="none"))
 
 
+def test_export_description_is_what_lddpm_models_shows(tiny_run, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "pretrained" / "tiny-x2"
+    rc, _, err = run_cli(capsys, "export", tiny_run, out, "--description", "for tests only")
+    assert rc == 0, err
+    monkeypatch.setattr(pretrained, "HERE", out.parent)
+    rc, listing, _ = run_cli(capsys, "models")
+    assert rc == 0 and "tiny-x2" in listing and "\n    for tests only" in listing
+
+
 def test_export_refuses_to_overwrite(exported, tiny_run, capsys):
     rc, _, err = run_cli(capsys, "export", tiny_run, exported)
     assert_one_line_error(rc, err, "exists", "--overwrite")

@@ -136,16 +136,20 @@ def export_checkpoint(
     out: Path,
     dtype: torch.dtype = torch.bfloat16,
     inference: dict[str, Any] | None = None,
+    description: str | None = None,
     drop_prefixes: tuple[str, ...] = TRAINING_ONLY,
 ) -> Path:
     """An inference-only directory: the EMA weights in `dtype` (without the training-only
     CVAE posterior) as model.safetensors, and config.json marked `export` with the
-    sampling defaults. Written to a temporary directory and renamed into place."""
+    sampling defaults and what the model is for. Written to a temporary directory and
+    renamed into place."""
     cdir = resolve_checkpoint(source)
     meta = read_meta(cdir)
     meta.update(exported_from_step=meta.get("step"))
     if inference is not None:
         meta["inference"] = inference
+    if description is not None:
+        meta["description"] = description
     return write_export(Path(out), load_file(str(weights_file(cdir, True))), meta, dtype, drop_prefixes)
 
 

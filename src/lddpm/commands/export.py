@@ -23,6 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sampler", choices=list(SAMPLERS), help="default sampler of the export")
     parser.add_argument("--steps", type=int, help="default steps of the export")
     parser.add_argument("--consistency", choices=list(CONSISTENCY), help="default LR consistency")
+    parser.add_argument("--description", help="what the model is for, shown by `lddpm models`")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
 
 
@@ -47,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
                                   ("consistency", args.consistency)) if v is not None}
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[args.dtype]
     _check_defaults(Upscaler.from_checkpoint(args.checkpoint), defaults)  # before writing
-    ckpt.export_checkpoint(Path(args.checkpoint), out, dtype, defaults or None)
+    ckpt.export_checkpoint(Path(args.checkpoint), out, dtype, defaults or None, args.description)
     check = Upscaler.from_checkpoint(out)  # what users will load: it must load
     size = (out / ckpt.MODEL_FILE).stat().st_size / 2**20
     print(f"exported {display_path(out)} ({size:.1f} MiB, {args.dtype}; defaults {check.defaults})")

@@ -22,4 +22,6 @@ def run(args: argparse.Namespace) -> int:
         tag = " (default)" if d["default"] else ""
         print(f"{name}{tag}: x{d['scale']}, preset {d['preset']}, {d['trained_steps']} training "
               f"steps; sampling defaults {d['inference']}")
+        if d["description"]:
+            print(f"    {d['description']}")
     return 0

@@ -49,5 +49,6 @@ def describe(name: str) -> dict:
         "scale": cfg["data"]["scale"],
         "trained_steps": meta.get("exported_from_step"),
         "inference": meta.get("inference", {}),
+        "description": meta.get("description", ""),
         "default": name == DEFAULT_MODEL,
     }
