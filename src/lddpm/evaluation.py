@@ -73,6 +73,8 @@ class BicubicMethod:
 class ModelMethod:
     """A checkpoint sampled with one sampler and step count (`lddpm.inference.Upscaler`)."""
 
+    stochastic = True  # another seed gives another sample (evaluate --diversity)
+
     def __init__(
         self,
         upscaler: Any,
@@ -153,25 +155,35 @@ def _image_row(
     lr: np.ndarray,
     scale: int,
     suite: MetricSuite,
+    more: list[np.ndarray] | None = None,
 ) -> dict[str, Any]:
-    """Per-image metrics, each the mean over the samples; diversity when N > 1."""
+    """Per-image metrics, each the mean over the samples; diversity when the samples and
+    `more` (extra seeds drawn for diversity only) are 2 or more."""
     row: dict[str, Any] = {"image": name}
+    spread = samples + (more or [])
     try:
         for metric in suite.image_metrics.values():
             row[metric.column] = float(np.mean([metric(Pair(s, hr, lr, scale)) for s in samples]))
-        if len(samples) > 1:
-            row[DIVERSITY] = pixel_diversity(samples)
+        if len(spread) > 1:
+            row[DIVERSITY] = pixel_diversity(spread)
             distance = suite.lpips_distance()
             if distance is not None:
-                row[LPIPS_DIVERSITY] = lpips_diversity(samples, distance)
+                row[LPIPS_DIVERSITY] = lpips_diversity(spread, distance)
     except UserError as exc:
         raise UserError(f"image {name}: {exc}") from None
     return row
 
 
 def _means(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Column means; a NaN (not measured on that image, e.g. NIQE on a small one) is left
+    out, and the mean is NaN only when no image was measured."""
     columns = [c for c in rows[0] if c != "image"] if rows else []
-    return {c: float(np.mean([r[c] for r in rows])) for c in columns}
+    means = {}
+    for c in columns:
+        values = np.array([r[c] for r in rows], dtype=np.float64)
+        measured = values[~np.isnan(values)]
+        means[c] = float(np.mean(measured)) if measured.size else float("nan")
+    return means
 
 
 def evaluate_method(
@@ -182,11 +194,15 @@ def evaluate_method(
     seed: int = 0,
     num_samples: int = 1,
     progress: Callable[[Iterable], Iterable] | None = None,
+    diversity: bool = False,
 ) -> MethodResult:
     """Runs `method` on every image of `dataset` and measures it with `suite`.
 
     Every image uses the same `seed` (as `lddpm upscale --seed` does), so the SR images
     measured are the ones `lddpm upscale` writes. FID and IS see sample 0 of each image.
+    `diversity` with one sample: a stochastic method also draws the sample of `seed + 1`
+    (the second sample of `--num-samples 2`), for the diversity columns only: untimed,
+    not counted in NFE/img, not in the other metrics.
     """
     for metric in suite.set_metrics.values():
         metric.reset()
@@ -200,13 +216,17 @@ def evaluate_method(
         start = time.perf_counter()
         out = method.upscale(lr, seed, num_samples)  # (N, 1, 3, H, W)
         seconds = time.perf_counter() - start
+        nfe = float(method.model_evaluations())  # counted: all tiles and samples
         samples = [_to_uint8(out[k, 0]) for k in range(out.shape[0])]
+        more = []
+        if diversity and len(samples) == 1 and getattr(method, "stochastic", False):
+            more = [_to_uint8(method.upscale(lr, seed + 1, 1)[0, 0])]
         hr, lr8 = _to_uint8(item["hr"]), _to_uint8(item["lr"])
         if samples[0].shape != hr.shape:
             raise UserError(f"image {item['name']}: SR {samples[0].shape} but HR {hr.shape}")
-        row = _image_row(item["name"], samples, hr, lr8, scale, suite)
+        row = _image_row(item["name"], samples, hr, lr8, scale, suite, more)
         row[SECONDS] = seconds
-        row[NFE] = float(method.model_evaluations())  # counted: all tiles and samples
+        row[NFE] = nfe
         rows.append(row)
         for metric in suite.set_metrics.values():
             metric.update(Pair(samples[0], hr, lr8, scale))

@@ -122,6 +122,9 @@ def report_dict(
             "metrics": {
                 "available": [m.column for m in suite.metrics.values()],
                 "unavailable": dict(suite.unavailable),
+                "notes": suite.notes(),
+                "settings": {m.column: m.settings for m in suite.metrics.values()
+                             if getattr(m, "settings", None)},
             },
             "conventions": CONVENTIONS,
             "methods": methods,
@@ -133,6 +136,13 @@ CONVENTIONS = {
     "PSNR-Y/SSIM-Y": "Y of ITU-R BT.601 (MATLAB rgb2ycbcr, rounded), scale-pixel border "
     "cropped, SSIM with 11x11 Gaussian window sigma 1.5 (ssim_index.m)",
     "LR-PSNR": "RGB PSNR in [0, 255] between bicubic imresize(SR, 1/scale) and the LR",
+    "NIQE": "Mittal et al. 2013 as the MATLAB release: rounded Y of the SR output (MATLAB "
+    "rgb2ycbcr), no crop, 96x96 patches, MSCN with a 7x7 Gaussian (sigma 7/6, replicate "
+    "padding), AGGD features at 2 scales (bicubic imresize 0.5), Mahalanobis-type distance "
+    "to the pristine model named in metrics.settings (default MATLAB's, BasicSR's "
+    "niqe_pris_params.npz); nan under 192x192 px, left out of the mean",
+    "detail": "energy of Y - bicubic up(down(Y, 1/scale)) of SR over that of HR (HR = 1), "
+    "Y of the 8-bit images unrounded, scale-pixel border cropped",
     "LPIPS": "v0.1, AlexNet (or VGG-16) backbone, inputs in [-1, 1], full image",
     "DISTS": "VGG-16 with L2 pooling, full resolution, no resizing",
     "FID": "pool3 of the FID Inception (pt_inception-2015-12-05), each full SR and HR image "
@@ -141,6 +151,9 @@ CONVENTIONS = {
     "sec/img": "wall-clock seconds of the SR call per image (all samples), after a warm-up",
     "NFE/img": "network evaluations per image (all samples)",
     "per-image metrics with --num-samples > 1": "mean over the samples",
+    "diversity": "per-pixel std over the samples (seed, seed+1, ...), 8-bit units, mean over "
+    "the image; with 2 samples mean |a - b| = 2 x diversity; --diversity draws seed+1 for it "
+    "alone (untimed, not in the other metrics)",
     "seed": "every image uses the same seed, as `lddpm upscale --seed` does",
 }
 

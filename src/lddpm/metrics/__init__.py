@@ -34,6 +34,7 @@ class MetricWeights:
     alexnet: str | Path | None = None  # alexnet-owt-7be5be79.pth
     vgg16: str | Path | None = None  # vgg16-397923af.pth (LPIPS-VGG, DISTS)
     dists: str | Path | None = None  # weights.pt (DISTS alpha/beta)
+    niqe: str | Path | None = None  # NIQE pristine model (niqe_image_params.mat, ...)
 
 
 @dataclass
@@ -67,6 +68,18 @@ def _lr_psnr(ctx: MetricContext) -> Metric:
     from lddpm.metrics.lr_psnr import LRPSNR
 
     return LRPSNR()
+
+
+def _niqe(ctx: MetricContext) -> Metric:
+    from lddpm.metrics.niqe import NIQE, load_pristine_model
+
+    return NIQE(load_pristine_model(ctx.weights.niqe))
+
+
+def _detail(ctx: MetricContext) -> Metric:
+    from lddpm.metrics.detail import DetailRatio
+
+    return DetailRatio()
 
 
 def _lpips(ctx: MetricContext) -> Metric:
@@ -111,12 +124,14 @@ METRICS: dict[str, Callable[[MetricContext], Metric]] = {
     "psnr": _psnr,
     "ssim": _ssim,
     "lr_psnr": _lr_psnr,
+    "niqe": _niqe,
+    "detail": _detail,
     "lpips": _lpips,
     "dists": _dists,
     "fid": _fid,
     "is": _inception_score,
 }
-DEFAULT_METRICS = ("psnr", "ssim", "lr_psnr")
+DEFAULT_METRICS = ("psnr", "ssim", "lr_psnr", "niqe", "detail")
 LPIPS_NETS = ("alex", "vgg")
 
 
@@ -171,6 +186,10 @@ class MetricSuite:
         """Marks a built metric unavailable after all (e.g. FID on a one-image set)."""
         if self.metrics.pop(name, None) is not None:
             self.unavailable[name] = reason
+
+    def notes(self) -> list[str]:
+        """Why some images have NaN in a column (e.g. NIQE on images under 192 px)."""
+        return sorted(note for m in self.metrics.values() for note in getattr(m, "notes", ()))
 
     def unavailable_lines(self) -> list[str]:
         """One line per unavailable metric, for stderr and the report."""
