@@ -5,7 +5,7 @@ LDDPM  := $(VENV)/bin/lddpm
 STAMP  := $(VENV)/.installed
 DEMO   := demo_out
 
-.PHONY: setup browser demo test lint bench clean
+.PHONY: setup browser demo test test-fast lint bench clean
 
 setup: $(STAMP)
 
@@ -44,6 +44,11 @@ demo: setup
 
 test: setup
 	$(VENV)/bin/pytest
+
+# The edit-test loop: the suite without the tests marked `slow` (torchrun ranks, the headless
+# browser, CLI training runs; see pyproject.toml). `make test` runs everything.
+test-fast: setup
+	$(VENV)/bin/pytest -m "not slow"
 
 lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks

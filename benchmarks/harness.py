@@ -140,6 +140,13 @@ def _project_relative(arg: str) -> str:
     return arg
 
 
+def without_machine_paths(text: str) -> str:
+    """`text` with this machine's project root and home directory written as
+    `lddpm.errors.display_path` writes them (project-relative, `~/`). The commands already
+    print paths that way; this keeps any that slip through out of the committed reports."""
+    return text.replace(str(ROOT) + os.sep, "").replace(str(Path.home()) + os.sep, "~/")
+
+
 def lddpm(*args: str) -> None:
     """Runs an lddpm command in-process from the project root, with project paths relative to
     it; a failure stops the benchmark."""
@@ -187,6 +194,8 @@ def compare(entries: list[str], val: Path, report: Path, num_samples: int = 1,
     lddpm("evaluate", "--compare", *entries, "--data", str(val), "--scale", "4",
           "--num-samples", str(num_samples), "--metrics", metrics, "--seed", "0", *limit,
           "--report", str(report), "--csv", str(report.with_suffix(".csv")))
+    for written in (report, report.with_suffix(".csv")):
+        written.write_text(without_machine_paths(written.read_text()))
     return json.loads(report.read_text())
 
 
@@ -255,5 +264,5 @@ def write_report(path: Path, title: str, paragraphs: list[str], seconds: dict[st
            unavailable_note(report)]
     ).rstrip() + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    path.write_text(without_machine_paths(text))
     print(text)

@@ -81,8 +81,9 @@ def main() -> None:
          "latent dimension*, not the sum the paper writes: the summed KL's gradient is "
          "hundreds of times L_DDPM's and grows with the crop area (the latent has H/f x W/f "
          "positions), so its balance would depend on the crop size; per dimension it is of "
-         "the order of L_DDPM's at any size. `train.weight_decay` = 0.01 with AdamW (Table 1 "
-         "names AdamW without a value; 0.01 is PyTorch's AdamW default), so it is not plain Adam.")],
+         "the order of L_DDPM's at any size. `train.weight_decay` = 0.01 with AdamW by default "
+         "(Table 1 names AdamW without a value; 0.01 is PyTorch's AdamW default), so it is not "
+         "plain Adam; the `photo` size, and so the shipped model, sets 0.0.")],
         {}, {},
     )
 

@@ -79,6 +79,7 @@ def one_process(image_dir, tmp_path_factory) -> tuple[Path, str]:
 
 
 # ------------------------------------------------------------------------------ 2 ranks
+@pytest.mark.slow  # a torchrun run of 2 ranks (make test-fast leaves it out)
 def test_two_ranks_write_one_checkpoint_per_save(two_ranks):
     run, stdout = two_ranks
     assert "2 processes (gloo) x 2 samples = global batch 4" in stdout
@@ -87,6 +88,7 @@ def test_two_ranks_write_one_checkpoint_per_save(two_ranks):
     assert stdout.count("checkpoint: ") == 1
 
 
+@pytest.mark.slow
 def test_two_ranks_match_one_process_with_the_same_global_batch(two_ranks, one_process):
     """Same data, same draws (ShardedDraws), gradients averaged: the same computation up to the
     order of float sums (a batch mean of 4 vs the mean of two means of 2).
@@ -116,6 +118,7 @@ def test_two_ranks_match_one_process_with_the_same_global_batch(two_ranks, one_p
             assert (diff > 1e-6).double().mean() < 1e-3, f"{name} step {step}: too many weights differ"
 
 
+@pytest.mark.slow
 def test_resume_under_two_ranks_continues_exactly(two_ranks, image_dir, tmp_path):
     """Stopped after the step-2 checkpoint (as a kill then would leave it), resumed under 2
     ranks: bit for bit the uninterrupted 2-rank run."""
@@ -132,6 +135,7 @@ def test_resume_under_two_ranks_continues_exactly(two_ranks, image_dir, tmp_path
         assert all(torch.equal(a[k], b[k]) for k in a), f"{name} differs after the resume"
 
 
+@pytest.mark.slow
 def test_two_rank_checkpoint_upscales_in_one_process(two_ranks):
     from lddpm.inference import Upscaler
 

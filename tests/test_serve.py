@@ -263,6 +263,109 @@ def test_a_full_queue_answers_503_at_once(up):
         conn.close()  # frees the worker, so the server stops at once
 
 
+def _upload_in_a_burst(port: int, body: bytes, ready: threading.Barrier, results: list) -> None:
+    """One client of a burst: sends the headers and all but the last byte of the upload,
+    waits until every client has got that far (so all the uploads are in progress at once),
+    then sends the last byte and records the response: ("accepted", connection) or (status,
+    error message)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT)
+    try:
+        conn.putrequest("POST", "/api/upscale?steps=1&name=burst.png")
+        conn.putheader("Content-Length", str(len(body)))
+        conn.endheaders(body[:-1])
+        ready.wait(timeout=TIMEOUT)
+        with contextlib.suppress(OSError):  # a refused upload may already be answered
+            conn.send(body[-1:])
+        response = conn.getresponse()
+        if response.status == 200:
+            results.append(("accepted", conn, next(events(response))))
+        else:
+            results.append((response.status, error_of(response)))
+            conn.close()
+    except Exception as exc:  # noqa: BLE001 - reported by the test, not lost in a thread
+        results.append(("failed", repr(exc)))
+        conn.close()
+
+
+def test_a_burst_of_uploads_gets_exactly_max_queue_places(up):
+    """8 uploads at once against max_queue=3: each request takes its place before its upload
+    is read, so exactly 3 are accepted and 5 get 503, however the uploads interleave. The
+    worker is held (a task on its one thread) until the burst is over, so no accepted job
+    can finish and free its place early. Afterwards the places are free again and the server
+    upscales as before."""
+    clients, places = 8, 3
+    app = create_app(up, "tiny-test", Limits(max_queue=places))
+    with running(app) as port:
+        worker = app.state.worker
+        gate = threading.Event()
+        worker._executor.submit(gate.wait, TIMEOUT)  # holds the worker thread; bounded
+        ready = threading.Barrier(clients)
+        results: list = []
+        threads = [threading.Thread(target=_upload_in_a_burst, daemon=True,
+                                    args=(port, png_bytes(16, 16, seed=i), ready, results))
+                   for i in range(clients)]
+        try:
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(timeout=TIMEOUT)
+            assert not any(t.is_alive() for t in threads), "a client of the burst hung"
+            accepted = [r for r in results if r[0] == "accepted"]
+            refused = [r for r in results if r[0] != "accepted"]
+            assert len(accepted) == places, results
+            assert all(first["event"] == "queued" for _, _, first in accepted)
+            assert len(refused) == clients - places
+            assert all(status == 503 and "busy" in message for status, message in refused), refused
+            assert worker.waiting() == places
+        finally:
+            for r in results:
+                if r[0] == "accepted":
+                    r[1].close()  # the client leaves: its job is skipped
+            gate.set()
+        for _ in range(TIMEOUT * 10):  # bounded: the three jobs are skipped (or run: 1 step)
+            if worker.waiting() == 0:
+                break
+            time.sleep(0.1)
+        assert worker.waiting() == 0  # every place came back
+        done = final(post(port, png_bytes(16, 16), steps=1))  # the server is alive
+        assert done["event"] == "done"
+
+
+def test_failed_uploads_give_their_place_back(up):
+    """With one place: a refused, an empty, a non-image and an abandoned upload each give the
+    place back, so the next good upload is accepted."""
+    app = create_app(up, "tiny-test", Limits(max_queue=1, max_upload_bytes=64 * 1024))
+    with running(app) as port:
+        worker = app.state.worker
+        for body in (b"", b"not an image", png_bytes(8, 8)[:40]):
+            response = post(port, body, name="bad.png")
+            assert response.status == 400, error_of(response)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT)
+        conn.putrequest("POST", "/api/upscale?name=big.png")
+        conn.putheader("Content-Length", str(10 * 2**20))
+        conn.endheaders()
+        assert conn.getresponse().status == 413
+        conn.close()
+        # a client that leaves mid-upload: the server notices, and the place comes back
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT)
+        conn.putrequest("POST", "/api/upscale?name=gone.png")
+        conn.putheader("Content-Length", "1000")
+        conn.endheaders(b"\x89PNG")
+        for _ in range(100):  # bounded: at most 10 s for the server to take the place
+            if worker.waiting() == 1:
+                break
+            time.sleep(0.1)
+        assert worker.waiting() == 1
+        conn.sock.shutdown(socket.SHUT_RDWR)
+        conn.close()
+        for _ in range(100):  # bounded: at most 10 s for the server to notice
+            if worker.waiting() == 0:
+                break
+            time.sleep(0.1)
+        assert worker.waiting() == 0
+        assert final(post(port, png_bytes(16, 16), steps=1))["event"] == "done"
+
+
 # ---------------------------------------------------------------------- files
 def test_nothing_is_written_outside_a_temp_folder_that_is_removed(up, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

@@ -28,6 +28,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+pytestmark = pytest.mark.slow  # a browser and a server process (make test-fast leaves it out)
+
 pytest.importorskip("starlette", reason="the web extra is not installed: pip install -e '.[web]'")
 pytest.importorskip("uvicorn", reason="the web extra is not installed: pip install -e '.[web]'")
 pytest.importorskip("selenium", reason="selenium is not installed: pip install -e '.[dev]'")

@@ -47,6 +47,7 @@ def changed(before: list[torch.Tensor], module: torch.nn.Module) -> bool:
 
 
 # ------------------------------------------------------------------------------ learning
+@pytest.mark.slow  # a training run (make test-fast leaves the runs out)
 def test_loss_falls_and_trained_model_samples(image_dir, tmp_path):
     cfg = tiny_config("tiny", "train.lr=5e-3", "train.warmup_steps=5", "train.max_steps=40",
                       "data.batch_size=4")
@@ -76,6 +77,7 @@ def straight_and_resumed(cfg: Config, data: Path, root: Path, n: int) -> tuple[T
     return straight, resumed
 
 
+@pytest.mark.slow
 def test_resume_gives_identical_weights(image_dir, tmp_path):
     # dropout on, so that the per-step seeding of dropout is part of what is checked
     cfg = tiny_config("tiny", "model.unet.dropout=0.1", "train.max_steps=4")
@@ -89,6 +91,7 @@ def test_resume_gives_identical_weights(image_dir, tmp_path):
     assert all(torch.equal(sa[i]["exp_avg_sq"], sb[i]["exp_avg_sq"]) for i in sa)
 
 
+@pytest.mark.slow
 def test_resume_with_discriminator_gives_identical_weights_and_losses(image_dir, tmp_path):
     cfg = tiny_config("tiny+v3+glow+gan", "train.max_steps=4")
     straight, resumed = straight_and_resumed(cfg, image_dir, tmp_path, 4)
@@ -121,6 +124,7 @@ def test_extending_a_run_joins_the_longer_cosine_without_a_jump(at):
     assert old.extended(at, 110) is old  # same max_steps: the plan is untouched
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("old_state", [False, True])
 def test_resume_with_a_larger_max_steps_continues_the_lr(image_dir, tmp_path, old_state):
     cfg = tiny_config("tiny", "train.max_steps=4", "train.warmup_steps=2")

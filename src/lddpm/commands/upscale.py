@@ -1,6 +1,6 @@
 """`lddpm upscale`: super-resolve image files or folders, with the shipped model by default.
 
-    lddpm upscale photo.jpg                 # -> photo_x4.jpg beside it, shipped model, its defaults
+    lddpm upscale photo.jpg                 # -> photo_x4.png beside it, shipped model, its defaults
     lddpm upscale photos/ --output out/ --checkpoint runs/x --sampler ddim --steps 20
     lddpm upscale scan.png --ext webp --quality 90 --outscale 2 --tile 128 --device auto
 

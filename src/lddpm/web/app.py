@@ -10,6 +10,10 @@
 Uploads are streamed to a file in the server's temporary folder, counted as they arrive, and
 refused (413) once over the limit, without reading the rest. Everything the server writes
 lives in that folder, which is deleted when the server stops.
+
+A request takes its place in the queue (`Limits.max_queue`) before a byte of its upload is
+read, and gives it back on every failure path; so a burst of uploads gets at most max_queue
+acceptances, the others a 503 at once, and at most max_queue decoded images are held.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from lddpm.data.imageio import image_size, load_image, to_tensor
 from lddpm.diffusion.samplers import SAMPLERS
 from lddpm.errors import UserError
 from lddpm.inference import Upscaler
-from lddpm.web.worker import Job, Params, Worker
+from lddpm.web.worker import Job, Params, Slot, Worker
 
 STATIC = Path(__file__).parent / "static"
 HEARTBEAT_S = 1.0  # a line at least this often: queue position, and a dead client is noticed
@@ -46,7 +50,7 @@ class Limits:
     max_upload_bytes: int = 20 * 1024 * 1024
     max_pixels: int = 1024 * 1024  # LR pixels; CPU sampling time grows with them
     max_samples: int = 4
-    max_queue: int = 16  # requests waiting or running; more get 503 instead of a long wait
+    max_queue: int = 16  # requests uploading, waiting or running; more get 503, not a long wait
 
 
 class HTTPError(Exception):
@@ -115,18 +119,27 @@ def model_info(up: Upscaler, model_name: str, limits: Limits) -> dict:
 async def upscale(request: Request) -> Response:
     up, limits = request.app.state.up, request.app.state.limits
     worker: Worker = request.app.state.worker
+    slot: Slot | None = None
     try:
         params = parse_params(request.query_params, up, limits)
-        if worker.waiting() >= limits.max_queue:
-            raise HTTPError(503, f"the server is busy ({worker.waiting()} requests waiting); "
-                                 "try again in a minute")
         name = _display_name(request.query_params.get("name", ""))
+        # The place is taken before the upload is read: checked and taken in one step, so
+        # simultaneous uploads cannot all pass the check while the queue still looks empty.
+        slot = worker.reserve(limits.max_queue)
+        if slot is None:
+            raise HTTPError(503, f"the server is busy ({limits.max_queue} requests uploading, "
+                                 "waiting or running); try again in a minute")
         lr = await receive_image(request, name, limits)
+        job, events = new_job(lr, params, name)
+        worker.submit(job, slot)  # the job holds the place until it leaves the queue
     except HTTPError as exc:
         return JSONResponse({"error": str(exc)}, status_code=exc.status)
     except UserError as exc:
         return JSONResponse({"error": str(exc)}, status_code=400)
-    return StreamingResponse(job_events(worker, lr, params, name),
+    finally:
+        if slot is not None:
+            slot.release()  # a 400/413, a client gone mid-upload, any error; no-op once submitted
+    return StreamingResponse(job_events(worker, job, events),
                              media_type="application/x-ndjson",
                              headers={"Cache-Control": "no-store"})
 
@@ -198,14 +211,20 @@ def _decode(path: Path, name: str, max_pixels: int):
         raise UserError(str(exc).replace(str(path), name)) from None
 
 
-async def job_events(worker: Worker, lr, params: Params, name: str):
-    """Queues the job and yields its events as JSON lines until done or error. Leaving this
-    generator early (the client disconnected: Starlette cancels it, or the write fails)
-    cancels the job, which frees the worker."""
+def new_job(lr, params: Params, name: str) -> tuple[Job, asyncio.Queue]:
+    """A job whose events (sent from the worker thread) arrive on an asyncio queue of the
+    running event loop."""
     loop = asyncio.get_running_loop()
     events: asyncio.Queue[dict] = asyncio.Queue()
     job = Job(lr, params, lambda event: loop.call_soon_threadsafe(events.put_nowait, event), name)
-    worker.submit(job)
+    return job, events
+
+
+async def job_events(worker: Worker, job: Job, events: asyncio.Queue):
+    """Yields the queued job's events as JSON lines until done or error. Leaving this
+    generator early (the client disconnected: Starlette cancels it, or the write fails)
+    cancels the job, which frees the worker. (Should the client leave before the stream
+    starts, the job runs unobserved and still leaves the queue when it ends.)"""
     try:
         event = {"event": "queued", "position": worker.position(job)}
         while True:

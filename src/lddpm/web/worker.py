@@ -6,6 +6,10 @@ memory) and none is dropped. The job's events (started, progress, done or error)
 request's handler through `job.notify`. A client that goes away sets `job.cancel`: a job
 still queued is skipped, a running one stops at its next network evaluation, so the worker
 is free for the next request at once.
+
+The queue is bounded by places (`Worker.reserve`): a request takes one before its upload is
+read and keeps it until its job leaves the queue, so a burst of uploads never holds more
+decoded images than there are places.
 """
 
 from __future__ import annotations
@@ -71,6 +75,22 @@ def expected_evaluations(up: Upscaler, h: int, w: int, params: Params) -> int:
     return up.model_evaluations(sampler, steps) * tiles * params.num_samples
 
 
+class Slot:
+    """One place in the worker's queue, taken by `Worker.reserve` before an upload is read.
+
+    A job takes it over (`Worker.submit(job, slot)`: the place is then the job's until it
+    leaves the queue), or `release` gives it back. `release` after either is a no-op, so a
+    request handler's `finally: slot.release()` frees the place on every failure path.
+    """
+
+    def __init__(self, worker: Worker):
+        self._worker = worker
+        self.held = True  # guarded by the worker's lock
+
+    def release(self) -> None:
+        self._worker._give_back(self)
+
+
 class Worker:
     """Runs jobs on one thread; writes result PNGs under `results_dir/<job id>/`."""
 
@@ -82,11 +102,34 @@ class Worker:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lddpm-worker")
         self._lock = threading.Lock()
         self._pending: list[Job] = []  # submitted and not finished, the running one first
+        self._reserved = 0  # places taken by requests whose upload is still being read
         self._kept: deque[Path] = deque()
 
     # ------------------------------------------------------------------ queue
-    def submit(self, job: Job) -> Future:
+    def reserve(self, places: int) -> Slot | None:
+        """Takes one of `places` places (held by jobs waiting or running, and by requests
+        still uploading), or None when all are taken. Checking and taking are one step under
+        the lock, so simultaneous requests cannot all see the same free place."""
         with self._lock:
+            if len(self._pending) + self._reserved >= places:
+                return None
+            self._reserved += 1
+        return Slot(self)
+
+    def _give_back(self, slot: Slot) -> None:
+        with self._lock:
+            if slot.held:
+                slot.held = False
+                self._reserved -= 1
+
+    def submit(self, job: Job, slot: Slot | None = None) -> Future:
+        """Queues `job`; with `slot`, the job takes over that reserved place."""
+        with self._lock:
+            if slot is not None:
+                if not slot.held:
+                    raise ValueError("this queue place was already used or given back")
+                slot.held = False
+                self._reserved -= 1
             self._pending.append(job)
         return self._executor.submit(self._run, job)
 
@@ -96,8 +139,9 @@ class Worker:
             return self._pending.index(job) if job in self._pending else 0
 
     def waiting(self) -> int:
+        """Places taken: jobs waiting or running, and requests still uploading."""
         with self._lock:
-            return len(self._pending)
+            return len(self._pending) + self._reserved
 
     def close(self) -> None:
         """Cancels every job and waits for the running one to stop (at its next step)."""
