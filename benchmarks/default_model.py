@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from harness import DOCS, RUNS, compare, fmt, method_means, table, write_report
-from PIL import Image, ImageDraw
+from PIL import Image
 
 HELD_OUT = ["astronaut", "chelsea", "coffee", "rocket", "camera", "immunohistochemistry", "moon"]
 GRID = [("astronaut", (200, 80, 296, 176)), ("coffee", (180, 120, 276, 216)),
@@ -78,40 +78,21 @@ def time_sizes(up) -> list[list[str]]:
 
 def crop_grid(held_out: Path, up, path: Path, sharp_steps: int, zoom: int = 2) -> None:
     """Rows of LR (nearest) | bicubic | model defaults | sharper setting | HR crops of
-    held-out photos, labelled."""
+    held-out photos, labelled (lddpm.data.grids, the project's one grid builder)."""
+    from lddpm.data.grids import comparison_panels, panel_row, stack_rows
     from lddpm.data.imageio import load_image, to_tensor
     from lddpm.data.resize import imresize
 
+    labels = ["LR (nearest)", "bicubic", "lddpm defaults", f"ddim-{sharp_steps} + consistency", "HR"]
     rows = []
     for name, box in GRID:
         hr = to_tensor(load_image(held_out / f"{name}.png"))[None]
         lr = imresize(hr, scale=0.25).clamp(0, 1)
-        sr = up.upscale(lr, seed=0)[0]
-        sharp = up.upscale(lr, "ddim", sharp_steps, seed=0, consistency="end")[0]
-        bicubic = imresize(lr, scale=4).clamp(0, 1)
-        nearest = torch.nn.functional.interpolate(lr, scale_factor=4, mode="nearest")
-        tiles = [("LR (nearest)", nearest), ("bicubic", bicubic), ("lddpm defaults", sr),
-                 (f"ddim-{sharp_steps} + consistency", sharp), ("HR", hr)]
-        rows.append(_row([(label, _crop(x[0], box, zoom)) for label, x in tiles]))
-    gap = np.full((6, rows[0].shape[1], 3), 255, np.uint8)
-    Image.fromarray(np.concatenate([r for row in rows for r in (row, gap)][:-1])).save(path)
-
-
-def _crop(x: torch.Tensor, box, zoom: int) -> Image.Image:
-    arr = (x.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
-    im = Image.fromarray(arr).crop(box)
-    return im.resize((im.width * zoom, im.height * zoom), Image.Resampling.NEAREST)
-
-
-def _row(cells: list[tuple[str, Image.Image]]) -> np.ndarray:
-    out = []
-    for label, im in cells:
-        cell = Image.new("RGB", (im.width, im.height + 16), "white")
-        cell.paste(im, (0, 16))
-        ImageDraw.Draw(cell).text((3, 2), label, fill="black")
-        out.append(np.asarray(cell))
-    gap = np.full((out[0].shape[0], 4, 3), 255, np.uint8)
-    return np.concatenate([c for cell in out for c in (cell, gap)][:-1], axis=1)
+        sr = up.upscale(lr, seed=0)[0, 0]
+        sharp = up.upscale(lr, "ddim", sharp_steps, seed=0, consistency="end")[0, 0]
+        panels = comparison_panels(lr[0], [sr, sharp, hr[0]], 4)
+        rows.append(panel_row(panels, labels, box=box, zoom=zoom, fill=255))
+    Image.fromarray(stack_rows(rows, gap=6, fill=255)).save(path)
 
 
 def targets(means: dict, default_entry: str, sharp_entry: str, sec_512: float) -> list[str]:

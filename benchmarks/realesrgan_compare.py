@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
 import torch
 from harness import DOCS, ROOT, compare, fmt, method_means, prepare_data, table, write_report
 from PIL import Image
@@ -38,21 +37,15 @@ def lddpm_entry() -> str | None:
     return f"{PRETRAINED.relative_to(ROOT)}:{defaults['sampler']}{steps}"
 
 
-def _tile(image: torch.Tensor) -> Image.Image:
-    """(3, H, W) in [0, 1] -> PIL RGB."""
-    from lddpm.data.imageio import to_uint8
-
-    return Image.fromarray(to_uint8(image))
-
-
 def grid(val: Path, out: Path, lddpm_path: str | None) -> None:
-    """One row per image: LR (nearest) | bicubic | Real-ESRGAN | lddpm (if shipped) | HR."""
+    """One row per image: LR (nearest) | bicubic | Real-ESRGAN | lddpm (if shipped) | HR
+    (lddpm.data.grids, the project's one grid builder)."""
+    from lddpm.data.grids import comparison_panels, panel_row, stack_rows
     from lddpm.data.imageio import load_image, to_tensor
     from lddpm.data.resize import imresize
-    from lddpm.evaluation import BicubicMethod
     from lddpm.realesrgan import RealESRGANMethod
 
-    methods = [BicubicMethod(4), RealESRGANMethod()]
+    realesrgan = RealESRGANMethod()
     if lddpm_path:
         from lddpm.inference import Upscaler
 
@@ -61,13 +54,11 @@ def grid(val: Path, out: Path, lddpm_path: str | None) -> None:
     for name in GRID_IMAGES:
         hr = to_tensor(load_image(val / f"{name}.png"))
         lr = imresize(hr[None].double(), scale=0.25).float().clamp(0, 1)
-        cells = [torch.nn.functional.interpolate(lr, scale_factor=4, mode="nearest")[0]]
-        cells += [m.upscale(lr, 0, 1)[0, 0] for m in methods]
+        results = [realesrgan.upscale(lr, 0, 1)[0, 0]]
         if lddpm_path:
-            cells.append(shipped.upscale(lr, seed=0)[0, 0])
-        cells.append(hr)
-        rows.append(np.concatenate([np.asarray(_tile(c)) for c in cells], axis=1))
-    Image.fromarray(np.concatenate(rows, axis=0)).save(out, optimize=True)
+            results.append(shipped.upscale(lr, seed=0)[0, 0])
+        rows.append(panel_row(comparison_panels(lr[0], [*results, hr], 4), gap=0))
+    Image.fromarray(stack_rows(rows, gap=0)).save(out, optimize=True)
     print(f"wrote {out}")
 
 

@@ -18,8 +18,7 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from harness import (
     DEFAULT_STEPS, DOCS, ROOT, RUNS, Run, compare, cpu_scale_note, fmt, lddpm, method_means,
@@ -56,18 +55,14 @@ def plot(rows: list[tuple[str, float, float]], path: Path, bicubic_psnr: float) 
 
 
 def crop_grid(tiles: list[tuple[str, Path]], path: Path, zoom: int = 3) -> None:
-    """The same HR crop from each source, enlarged (nearest) and labelled, side by side."""
-    cells = []
-    for label, file in tiles:
-        im = Image.open(file).convert("RGB").crop(CROP)
-        im = im.resize((im.width * zoom, im.height * zoom), Image.Resampling.NEAREST)
-        cell = Image.new("RGB", (im.width, im.height + 16), "white")
-        cell.paste(im, (0, 16))
-        ImageDraw.Draw(cell).text((3, 2), label, fill="black")
-        cells.append(np.asarray(cell))
-    gap = np.full((cells[0].shape[0], 4, 3), 255, np.uint8)
-    row = np.concatenate([c for cell in cells for c in (cell, gap)][:-1], axis=1)
-    Image.fromarray(row).save(path)
+    """The same HR crop from each source, enlarged (nearest) and labelled, side by side
+    (lddpm.data.grids, the project's one grid builder)."""
+    from lddpm.data.grids import panel_row
+    from lddpm.data.imageio import load_image
+
+    labels = [label for label, _ in tiles]
+    images = [load_image(file) for _, file in tiles]
+    Image.fromarray(panel_row(images, labels, box=CROP, zoom=zoom, fill=255)).save(path)
 
 
 def main() -> None:

@@ -6,11 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from lddpm.config import Config
+from lddpm.data.grids import comparison_row, stack_rows
 from lddpm.data.imageio import save_image, to_uint8
-from lddpm.data.resize import imresize
 from lddpm.metrics.psnr_ssim import psnr_y
 
 
@@ -27,7 +26,8 @@ def validation_steps(cfg: Config) -> int | None:
 
 
 def validation_report(upscaler, val_set, cfg: Config, png_path: Path) -> float:
-    """Mean PSNR-Y over the first `train.val_images` images; writes the grid to png_path."""
+    """Mean PSNR-Y over the first `train.val_images` images (`val_set` items in [0, 1], as
+    every dataset gives them); writes the grid LR | bicubic | SR | HR to png_path."""
     s = cfg.data.scale
     side = 2 * cfg.data.crop  # HR centre crops about the training size: seconds, not minutes
     rows, scores = [], []
@@ -37,17 +37,6 @@ def validation_report(upscaler, val_set, cfg: Config, png_path: Path) -> float:
         lr = _center_crop(item["lr"], side // s, 1)[..., : hr.shape[-2] // s, : hr.shape[-1] // s]
         sr = upscaler.upscale(lr[None], cfg.train.val_sampler, validation_steps(cfg), seed=i)[0, 0]
         scores.append(psnr_y(to_uint8(sr), to_uint8(hr), border=s))
-        rows.append(_grid_row(lr, sr, hr, s))
-    width = max(r.shape[1] for r in rows)
-    grid = np.concatenate([np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0))) for r in rows])
-    save_image(png_path, grid)
+        rows.append(comparison_row(lr, [sr, hr], s))
+    save_image(png_path, stack_rows(rows))
     return float(np.mean(scores))
-
-
-def _grid_row(lr: torch.Tensor, sr: torch.Tensor, hr: torch.Tensor, s: int) -> np.ndarray:
-    """LR (nearest-enlarged) | bicubic | SR | HR side by side, uint8 HWC."""
-    lr_big = F.interpolate(lr[None], scale_factor=s, mode="nearest")[0]
-    bicubic = imresize(lr, scale=s).clamp(0, 1)
-    tiles = [to_uint8(x) for x in (lr_big, bicubic, sr, hr)]
-    gap = np.zeros((tiles[0].shape[0], 4, 3), np.uint8)
-    return np.concatenate([t for tile in tiles for t in (tile, gap)][:-1], axis=1)
