@@ -13,7 +13,7 @@ import torch
 from lddpm.cli import main
 from lddpm.config import DiffusionConfig, build_preset
 from lddpm.diffusion.objective import Objective
-from lddpm.diffusion.samplers import SamplerSpec, sample
+from lddpm.diffusion.samplers import sample, set_timesteps
 from lddpm.diffusion.schedule import Schedule
 from lddpm.models.cvae import reparameterise
 from lddpm.models.discriminator import TimeDiscriminator
@@ -60,14 +60,16 @@ def test_cvae_reparameterisation_draws_on_the_generator_device(strict_randn):
     assert reparameterise(mu, mu, torch.Generator().manual_seed(0)).device == META
 
 
-@pytest.mark.parametrize("spec", [SamplerSpec("ddpm"), SamplerSpec("ddim", 4, eta=1.0), SamplerSpec("lddpm", 4)])
-def test_samplers_draw_on_the_generator_device(strict_randn, spec):
+@pytest.mark.parametrize("sampler, steps, eta", [("ddpm", None, 0.0), ("ddim", 4, 1.0), ("lddpm", 4, 0.0)])
+def test_samplers_draw_on_the_generator_device(strict_randn, sampler, steps, eta):
     sched = Schedule.from_config(DiffusionConfig(timesteps=8))
+    taus = set_timesteps(sampler, steps, 8, (steps, "uniform") if sampler == "lddpm" else None)
 
     def denoise(x, t):
         return torch.zeros_like(x), torch.zeros_like(x)
 
-    out = sample(denoise, (1, 3, 8, 8), sched, spec, torch.Generator().manual_seed(0), META)
+    x_T = randn((1, 3, 8, 8), torch.Generator().manual_seed(1), META)
+    out = sample(sampler, denoise, x_T, sched, taus, eta, torch.Generator().manual_seed(0))
     assert out.device == META
 
 

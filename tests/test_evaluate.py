@@ -106,7 +106,7 @@ def test_size_mismatch_names_the_file(tmp_path):
 
 
 def test_missing_data_folder_is_a_user_error(tmp_path):
-    with pytest.raises(UserError, match="--data folder not found"):
+    with pytest.raises(UserError, match="data folder not found"):
         resolve_layout(tmp_path / "nowhere", 4)
 
 
@@ -131,6 +131,13 @@ def test_bad_steps_in_an_entry_is_a_user_error():
         parse_entry("runs/a:ddim:many", "ddim", None)
 
 
+def _plan(sampler: str = "ddim", steps: int = 5, num_samples: int = 1):
+    from lddpm.diffusion.plan import SamplingPlan
+
+    return SamplingPlan(sampler, np.arange(steps)[::-1] * 10, 0.0, "none", 0, 0, 1, num_samples,
+                        torch.device("cpu"), "fp32")
+
+
 class FakeUpscaler:
     """The Upscaler interface; returns bicubic plus seed-dependent noise per sample, and
     counts `tiles` network evaluations per step and sample, as a tiled Upscaler does."""
@@ -138,11 +145,9 @@ class FakeUpscaler:
     def __init__(self, scale: int, tiles: int = 1):
         self.scale, self.tiles, self.evaluations = scale, tiles, 0
 
-    def model_evaluations(self, sampler: str, steps: int | None) -> int:
-        return steps or 10
-
-    def upscale(self, lr, sampler="ddim", steps=None, seed=0, num_samples=1, consistency=None):
-        self.evaluations += self.tiles * (steps or 10) * num_samples
+    def upscale(self, lr, seed=0, plan=None):
+        num_samples = plan.num_samples
+        self.evaluations += self.tiles * plan.steps * num_samples
         base = BicubicMethod(self.scale).upscale(lr, seed, 1)[0]
         noise = [torch.randn(base.shape, generator=torch.Generator().manual_seed(seed + s))
                  for s in range(num_samples)]  # fmt: skip
@@ -158,7 +163,7 @@ def _photos(tmp_path: Path) -> Path:
 def test_loop_rows_means_and_diversity(tmp_path):
     dataset = open_dataset(resolve_layout(_photos(tmp_path), 4), 4)
     suite = MetricSuite(["psnr", "ssim", "lr_psnr"])
-    method = ModelMethod(FakeUpscaler(4, tiles=2), "fake", "ddim", 5, "fake")
+    method = ModelMethod(FakeUpscaler(4, tiles=2), "fake", _plan(steps=5), "fake")
     result = evaluate_method(method, dataset, suite, 4, seed=0, num_samples=3)
     assert [r["image"] for r in result.rows] == ["p0", "p1"]
     assert result.means[NFE] == 30.0  # 5 steps x 3 samples x 2 tiles, as counted
@@ -265,9 +270,45 @@ def test_nfe_counts_every_tile_and_sample_of_a_real_upscaler():
     cfg = build_preset("tiny")
     cfg.data.scale = 2
     upscaler = Upscaler(LDDPMNet(cfg.model, 2), cfg)
-    method = ModelMethod(upscaler, "tiny", "ddim", 2, "none", tile=16)
+    method = ModelMethod(upscaler, "tiny", upscaler.plan(sampler="ddim", steps=2, tile=16), "none")
     lr = torch.rand(1, 3, 24, 24, generator=torch.Generator().manual_seed(0))
     method.upscale(lr, seed=0, num_samples=2)  # tiles of 16 overlapping by 4: 2 x 2 of them
     assert method.model_evaluations() == 2 * 4 * 2
     method.upscale(lr[..., :16, :16], seed=0, num_samples=1)  # one tile: the last call only
     assert method.model_evaluations() == 2
+
+
+def test_evaluate_measures_and_saves_the_bytes_lddpm_upscale_writes(tiny_run, tmp_path, capsys):
+    """Issue 20: the same image, seed and options give the same plan (sampler, steps,
+    consistency, tiling, precision, device) in both commands, so `evaluate --save-images`
+    writes, under upscale's names, exactly the files `lddpm upscale` writes."""
+    from lddpm.precision import cpu_has_fast_bf16
+
+    _png(tmp_path / "HR" / "photo.png", 24, 40, seed=5)
+    lr = _png(tmp_path / "LR" / "photo.png", 12, 20, seed=6)
+    options = ["--checkpoint", str(tiny_run), "--seed", "3", "--steps", "2", "--num-samples", "2",
+               "--tile", "8", "--tile-overlap", "2", "--consistency", "end"]
+    report = tmp_path / "report.json"
+    assert main(["evaluate", *options, "--data", str(tmp_path / "HR"), "--lr-data",
+                 str(tmp_path / "LR"), "--save-images", str(tmp_path / "measured"),
+                 "--metrics", "psnr", "--report", str(report), "--no-progress"]) == 0
+    assert main(["upscale", str(lr), *options, "--output", str(tmp_path / "written")]) == 0
+    capsys.readouterr()
+    names = ["photo_x2_s0.png", "photo_x2_s1.png"]
+    assert sorted(p.name for p in (tmp_path / "measured").iterdir()) == names
+    for name in names:
+        assert (tmp_path / "measured" / name).read_bytes() == (tmp_path / "written" / name).read_bytes()
+    info = json.loads(report.read_text())["methods"][0]
+    # --precision auto in both: bf16 where the CPU has it fast, as upscale always did
+    assert info["precision"] == ("bf16" if cpu_has_fast_bf16() else "fp32")
+    assert (info["sampler"], info["steps"], info["tile"], info["consistency"]) == ("ddim", 2, 8, "end")
+
+
+def test_a_bad_sampling_option_names_its_flag(tiny_run, small_photos, capsys):
+    code = main(["evaluate", "--checkpoint", str(tiny_run), "--data", str(small_photos),
+                 "--steps", "0"])
+    assert code == 2
+    assert "lddpm: error: --steps 0: steps must be in 1.." in capsys.readouterr().err
+    code = main(["evaluate", "--compare", f"{tiny_run}:ddpm:3", "--data", str(small_photos)])
+    assert code == 2
+    assert f"--compare {tiny_run}:ddpm:3: ddpm runs all" in capsys.readouterr().err

@@ -21,7 +21,8 @@ from lddpm.cli import main
 from lddpm.data.imageio import load_photo
 from lddpm.data.png16 import _chunks, _unfilter, read_png16, write_png16
 from lddpm.data.resize import imresize
-from lddpm.inference import Upscaler, _tiled, anchored_noise
+from lddpm.data.tiles import run_tiled, tile_grid
+from lddpm.inference import Upscaler, anchored_noise
 from lddpm.models.layers import SelfAttention
 
 FAST = ["--steps", "2"]
@@ -177,11 +178,9 @@ def test_tiled_equals_untiled_outside_the_overlap(tiny_run):
 def test_flat_colour_gives_a_flat_output_with_any_tiling(tile, overlap):
     # Any flat-preserving per-tile upscaler (here bicubic) must blend to the same flat colour.
     lr = torch.full((1, 3, 21, 30), 0.3) * torch.tensor([1.0, 2.0, 0.5]).view(1, 3, 1, 1)
-    up = Upscaler.__new__(Upscaler)
-    up.auto_tile = lambda: 16
-    tiling = Upscaler.tiles(up, 21, 30, tile, overlap)
+    tiling = tile_grid(21, 30, tile, overlap)
     out = torch.empty(1, 3, 63, 90)
-    _tiled(lambda t, origin: imresize(t, scale=3), lr, tiling, 3, out)
+    run_tiled(lambda t, origin: imresize(t, scale=3), lr, tiling, 3, out)
     assert torch.allclose(out, imresize(lr, scale=3), atol=1e-6)
 
 
@@ -196,7 +195,8 @@ def test_progress_moves_once_per_network_evaluation(tiny_run):
     calls = []
     up.upscale(torch.rand(1, 3, 20, 28, generator=torch.Generator().manual_seed(0)), "ddim", 2,
                tile=12, tile_overlap=4, num_samples=2, progress=calls.append)
-    assert len(calls) == up.count_evaluations(20, 28, "ddim", 2, 12, 4, 2) == 2 * 2 * 3 * 2
+    plan = up.plan(sampler="ddim", steps=2, tile=12, tile_overlap=4, num_samples=2)
+    assert len(calls) == plan.evaluations(20, 28) == 2 * 2 * 3 * 2
 
 
 # ------------------------------------------------------------------------------ Python API

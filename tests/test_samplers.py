@@ -1,5 +1,6 @@
 """Samplers (ddpm, ddim, lddpm): equivalences, seeding, step counts and the one place they
-are decided (`set_timesteps`). Schedules are the short ones of tests/test_schedule.py."""
+are decided (`set_timesteps`); the samplers take that timesteps array. Schedules are the
+short ones of tests/test_schedule.py."""
 
 from __future__ import annotations
 
@@ -10,11 +11,10 @@ from test_schedule import T, _randn, _sched
 
 from lddpm.diffusion.denoiser import Parameterisation
 from lddpm.diffusion.samplers import (
-    SamplerSpec,
     ddim_step,
     ddpm_step,
-    model_evaluations,
     sample,
+    set_timesteps,
 )
 from lddpm.diffusion.schedule import (
     Schedule,
@@ -24,6 +24,12 @@ from lddpm.diffusion.schedule import (
 
 
 # ---------------------------------------------------------------------------------- samplers
+def _taus(sampler: str, steps: int | None = None, rule: str = "uniform", timesteps: int = T):
+    """The timesteps `sampler` visits (lddpm: a chain of `steps` trained with `rule`)."""
+    chain = (steps, rule) if sampler == "lddpm" else None
+    return set_timesteps(sampler, steps, timesteps, chain)
+
+
 def _fake_eps(x_t: torch.Tensor, t: np.ndarray) -> torch.Tensor:
     """A smooth, t-dependent stand-in for eps_theta, so x0-hat varies and clipping bites."""
     return torch.tanh(0.7 * x_t + 0.02 * torch.as_tensor(t).to(x_t.dtype).reshape(-1, 1, 1, 1))
@@ -58,25 +64,25 @@ def test_ddim_eta1_full_grid_step_equals_ddpm_step(clip):
 def test_ddim_eta1_full_grid_chain_equals_ddpm_chain(clip):
     sched = _sched("cosine")
     x_T = _randn(2, 3, 4, 4, seed=9)
-    run = lambda spec: sample(
-        _denoiser(sched, clip), x_T.shape, sched, spec, torch.Generator().manual_seed(1), x_T=x_T
+    run = lambda sampler, taus, eta=0.0: sample(
+        sampler, _denoiser(sched, clip), x_T, sched, taus, eta, torch.Generator().manual_seed(1)
     )
-    ddpm = run(SamplerSpec("ddpm"))
-    ddim = run(SamplerSpec("ddim", steps=T, eta=1.0))
+    ddpm = run("ddpm", _taus("ddpm"))
+    ddim = run("ddim", _taus("ddim", T), eta=1.0)
     torch.testing.assert_close(ddpm, ddim, rtol=1e-8, atol=1e-8)
 
 
 def test_ddim_eta0_is_deterministic_given_x_T():
     sched = _sched()
-    spec = SamplerSpec("ddim", steps=10, eta=0.0)
+    taus = _taus("ddim", 10)
     x_T = _randn(2, 3, 4, 4, seed=10)
     g1, g2 = torch.Generator().manual_seed(1), torch.Generator().manual_seed(2)
     before = g1.get_state()
-    a = sample(_denoiser(sched), x_T.shape, sched, spec, g1, x_T=x_T)
-    b = sample(_denoiser(sched), x_T.shape, sched, spec, g2, x_T=x_T)
+    a = sample("ddim", _denoiser(sched), x_T, sched, taus, 0.0, g1)
+    b = sample("ddim", _denoiser(sched), x_T, sched, taus, 0.0, g2)
     assert torch.equal(a, b)
     assert torch.equal(g1.get_state(), before)  # eta = 0 draws no random numbers
-    c = sample(_denoiser(sched), x_T.shape, sched, spec, g1, x_T=_randn(2, 3, 4, 4, seed=11))
+    c = sample("ddim", _denoiser(sched), _randn(2, 3, 4, 4, seed=11), sched, taus, 0.0, g1)
     assert not torch.allclose(a, c)
 
 
@@ -84,30 +90,22 @@ def test_ddpm_same_seed_repeats_different_seed_differs():
     sched = _sched()
     x_T = _randn(1, 3, 4, 4, seed=12)
     run = lambda seed: sample(
-        _denoiser(sched),
-        x_T.shape,
-        sched,
-        SamplerSpec("ddpm"),
-        torch.Generator().manual_seed(seed),
-        x_T=x_T,
+        "ddpm", _denoiser(sched), x_T, sched, _taus("ddpm"), generator=torch.Generator().manual_seed(seed)
     )
     assert torch.equal(run(0), run(0))
     assert not torch.allclose(run(0), run(1))
 
 
 @pytest.mark.parametrize(
-    "spec, expected",
+    "sampler, steps, rule, expected",
     [
-        (SamplerSpec("ddpm"), list(range(T - 1, -1, -1))),
-        (SamplerSpec("ddim", steps=7), list(select_timesteps(T, 7)[::-1])),
-        (SamplerSpec("lddpm", steps=4), list(select_timesteps(T, 4)[::-1])),
-        (
-            SamplerSpec("lddpm", steps=4, timestep_rule="quadratic"),
-            list(select_timesteps(T, 4, "quadratic")[::-1]),
-        ),
+        ("ddpm", None, "uniform", list(range(T - 1, -1, -1))),
+        ("ddim", 7, "uniform", list(select_timesteps(T, 7)[::-1])),
+        ("lddpm", 4, "uniform", list(select_timesteps(T, 4)[::-1])),
+        ("lddpm", 4, "quadratic", list(select_timesteps(T, 4, "quadratic")[::-1])),
     ],
 )
-def test_samplers_count_model_evaluations(spec, expected):
+def test_samplers_visit_their_timesteps_one_evaluation_each(sampler, steps, rule, expected):
     sched = _sched()
     seen: list[int] = []
 
@@ -118,10 +116,11 @@ def test_samplers_count_model_evaluations(spec, expected):
         seen.append(int(t[0]))
         return denoise(x_t, t)
 
-    out = sample(counting, (2, 3, 4, 4), sched, spec, torch.Generator().manual_seed(0))
+    taus = _taus(sampler, steps, rule)
+    out = sample(sampler, counting, _randn(2, 3, 4, 4, seed=0), sched, taus,
+                 generator=torch.Generator().manual_seed(0))
     assert out.shape == (2, 3, 4, 4)
-    assert seen == expected
-    assert model_evaluations(sched, spec) == len(expected)
+    assert seen == expected == list(taus)
 
 
 def test_every_sampler_recovers_a_point_mass_with_the_ideal_denoiser():
@@ -132,39 +131,34 @@ def test_every_sampler_recovers_a_point_mass_with_the_ideal_denoiser():
 
     ideal = _denoiser(sched, None, lambda x_t, t: eps_from_x0(sched, x_t, t, target.expand_as(x_t)))
 
-    for spec in (
-        SamplerSpec("ddpm"),
-        SamplerSpec("ddim", steps=5, eta=0.5),
-        SamplerSpec("lddpm", steps=3),
-    ):
+    for sampler, steps, eta in (("ddpm", None, 0.0), ("ddim", 5, 0.5), ("lddpm", 3, 0.0)):
         x_T = _randn(1, 3, 4, 4, seed=14)
-        out = sample(ideal, x_T.shape, sched, spec, torch.Generator().manual_seed(0), x_T=x_T)
-        torch.testing.assert_close(out, target, rtol=1e-8, atol=1e-8, msg=spec.name)
+        out = sample(sampler, ideal, x_T, sched, _taus(sampler, steps), eta,
+                     torch.Generator().manual_seed(0))
+        torch.testing.assert_close(out, target, rtol=1e-8, atol=1e-8, msg=sampler)
 
 
 def test_ddpm_with_other_step_count_raises():
     with pytest.raises(ValueError, match="ddim"):
-        sample(
-            _denoiser(_sched()), (1, 3, 4, 4), _sched(), SamplerSpec("ddpm", steps=10), torch.Generator()
-        )
-    assert model_evaluations(_sched(), SamplerSpec("ddpm", steps=T)) == T
+        _taus("ddpm", 10)
+    assert len(_taus("ddpm", T)) == T
 
 
 @pytest.mark.parametrize("timesteps, expected", [(20, 20), (T, 50), (1000, 50)])
 def test_ddim_default_step_count_fits_the_schedule(timesteps, expected):
-    sched = _sched(timesteps=timesteps)
-    assert model_evaluations(sched, SamplerSpec("ddim")) == expected
+    assert len(_taus("ddim", timesteps=timesteps)) == expected
 
 
 def test_unknown_sampler_raises():
     with pytest.raises(ValueError, match="ddpm, ddim, lddpm"):
-        sample(_denoiser(_sched()), (1, 3, 4, 4), _sched(), SamplerSpec("euler"), torch.Generator())
+        sample("euler", _denoiser(_sched()), _randn(1, 3, 4, 4, seed=0), _sched(), _taus("ddim", 2))
+    with pytest.raises(ValueError, match="ddpm, ddim, lddpm"):
+        _taus("euler")
 
 
 def test_set_timesteps_is_the_one_place_the_step_count_is_decided():
     from lddpm.config import build_preset
     from lddpm.diffusion.objective import Objective
-    from lddpm.diffusion.samplers import set_timesteps
     from lddpm.errors import SamplingError, UserError
 
     # one default per sampler
@@ -184,3 +178,5 @@ def test_set_timesteps_is_the_one_place_the_step_count_is_decided():
         with pytest.raises(SamplingError) as caught:
             set_timesteps(*args)
         assert isinstance(caught.value, UserError) and isinstance(caught.value, ValueError)
+        # it names the choice at fault and no command-line flag (the CLI adds those)
+        assert caught.value.option in ("sampler", "steps") and "--" not in str(caught.value)

@@ -396,3 +396,21 @@ def test_serve_without_the_web_extra_says_how_to_install_it(tiny_run, capsys, mo
     monkeypatch.setitem(sys.modules, "uvicorn", None)  # as if uvicorn were not installed
     assert main(["serve", "--checkpoint", str(tiny_run)]) == 2
     assert "pip install 'lddpm[web]'" in capsys.readouterr().err
+
+
+def test_requests_are_planned_over_the_servers_sampling_choices(up):
+    """`lddpm serve --steps 3 --consistency end --tile 8`: the page's defaults and each
+    request's plan start from the server's choices; a sampler picked on the page brings its
+    own step count; the progress total is the plan's count."""
+    from lddpm.inference import SamplingChoices
+    from lddpm.web.app import model_info, parse_params
+
+    choices = SamplingChoices(steps=3, consistency="end", tile=8)
+    info = model_info(up, "tiny-test", LIMITS, choices)
+    assert info["samplers"][info["default_sampler"]]["default_steps"] == 3
+    params = parse_params({"seed": "5", "samples": "2"}, up, LIMITS, choices)
+    plan = params.plan
+    assert (plan.steps, plan.consistency, plan.tile, plan.num_samples, params.seed) == (3, "end", 8, 2, 5)
+    assert plan.evaluations(20, 20) == 2 * 9 * 3  # 2 samples x 3 x 3 tiles of 8 (overlap 2) x 3 steps
+    assert parse_params({"steps": "2"}, up, LIMITS, choices).plan.steps == 2
+    assert parse_params({"sampler": "ddpm"}, up, LIMITS, choices).plan.steps == up.sched.timesteps

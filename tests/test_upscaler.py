@@ -10,6 +10,7 @@ from test_models import _config, _net, _rand, _randomise, _set_gates
 
 from lddpm.checkpoint import save_checkpoint
 from lddpm.config import build_preset
+from lddpm.diffusion.schedule import select_timesteps
 from lddpm.errors import UserError
 from lddpm.inference import Upscaler
 from lddpm.models.lddpm import LDDPMNet
@@ -207,3 +208,122 @@ def test_auto_tile_bounds_self_attention_tokens_and_the_training_crop():
         finest = min(cfg.model.unet.attn_levels)
         tokens_side = tile * cfg.data.scale // 2**finest
         assert tokens_side <= 32
+
+
+# ---------------------------------------------------------------------------------- the plan
+def test_the_plan_resolves_every_choice_once(monkeypatch):
+    """One SamplingPlan per call: the timesteps decided once (`set_timesteps`), the model's
+    defaults filled in, the tiling and the evaluation count derived from it."""
+    import lddpm.diffusion.plan as plan_module
+
+    up = _upscaler("tiny+v1")
+    up.defaults = {**up.defaults, "sampler": "ddim", "steps": 3, "consistency": "end"}
+    calls = []
+    real = plan_module.set_timesteps
+    monkeypatch.setattr(plan_module, "set_timesteps", lambda *a: calls.append(a) or real(*a))
+    plan = up.plan()
+    assert (plan.sampler, plan.steps, plan.consistency, plan.eta) == ("ddim", 3, "end", 0.0)
+    expected = select_timesteps(up.sched.timesteps, 3)[::-1]
+    assert list(plan.timesteps) == list(expected) and not plan.timesteps.flags.writeable
+    assert (plan.tile, plan.tile_overlap, plan.num_samples) == (up.auto_tile(), 8, 1)
+    assert plan.precision == "fp32" and plan.device == torch.device("cpu")
+    progress = []
+    lr = _rand(1, 3, 20, 44, seed=0)
+    plan = up.plan(steps=2, tile=16, num_samples=2)  # the default sampler with other steps
+    up.upscale(lr, seed=0, plan=plan, progress=progress.append)
+    assert len(calls) == 2  # once per plan: never again while sampling
+    assert len(progress) == plan.evaluations(20, 44) == 2 * (2 * 4) * 2
+    # the keyword API builds the same plan
+    assert torch.equal(up.upscale(lr, seed=0, plan=plan),
+                       up.upscale(lr, steps=2, tile=16, num_samples=2, seed=0))
+    with pytest.raises(TypeError, match="plan"):
+        up.upscale(lr, steps=2, plan=plan)
+
+
+@pytest.mark.parametrize("choices, option, words", [
+    ({"steps": 0}, "steps", "steps must be in 1..50"),
+    ({"sampler": "lddpm"}, "sampler", "needs a checkpoint trained with the gan part"),
+    ({"sampler": "ddpm", "steps": 10}, "steps", "ddpm runs all"),
+    ({"eta": 1.5}, "eta", "eta must be in [0, 1]"),
+    ({"num_samples": 0}, "num_samples", "number of samples"),
+    ({"tile": 2}, "tile", "tile side"),
+    ({"tile": 16, "tile_overlap": 16}, "tile_overlap", "overlap must be in 0..15"),
+    ({"consistency": "always"}, "consistency", "consistency 'always'"),
+])
+def test_a_bad_choice_names_itself_in_words_not_flags(choices, option, words):
+    up = _upscaler("tiny+v1")
+    with pytest.raises(UserError) as caught:
+        up.plan(**choices)
+    assert caught.value.option == option and words in str(caught.value)
+    assert "--" not in str(caught.value)  # the CLI adds its flags (lddpm.cli)
+
+
+def test_references_without_an_encoder_say_so_without_a_flag():
+    up = _upscaler("tiny+v1")
+    with pytest.raises(UserError, match="reference images need") as caught:
+        up.upscale(_rand(1, 3, 8, 8, seed=0), steps=1, references=[_rand(1, 3, 8, 8, seed=1)])
+    assert caught.value.option == "reference" and "--" not in str(caught.value)
+
+
+# ---------------------------------------------------------------------------------- the latent z
+def _pixelwise_with_z(up: Upscaler, seen: list):
+    """A network whose output at a pixel depends only on x_t there and on the z cell above
+    it (nearest upsampling of z by f): tiling can then change nothing but the noises."""
+    f = up.net.unet.downsampling
+
+    def forward(x_t, t, cond, noise=None):
+        seen.append(noise.clone())
+        return 0.3 * x_t + 0.5 * F.interpolate(noise[:, :3], scale_factor=f, mode="nearest")
+
+    return forward
+
+
+def test_tiles_take_their_region_of_one_image_wide_latent(monkeypatch):
+    """Issue 18: z (spatial, HR/f) is drawn once per sample for the whole image, as the
+    untiled run draws it; each tile takes its region. Tile starts sit on z's grid, so a
+    network that sees no spatial context gives the untiled image from any tiling, and each
+    tile's z is the untiled z at its place."""
+    from lddpm.inference import latent_region
+
+    up = _upscaler("tiny+v3")
+    f, s = up.net.unet.downsampling, up.scale
+    assert up.latent_align == f // 2 and f > s  # x2: tile starts on even LR pixels
+    whole_z, tiled_z = [], []
+    lr = _rand(1, 3, 22, 30, seed=0)
+    monkeypatch.setattr(up.net, "forward", _pixelwise_with_z(up, whole_z))
+    whole = up.upscale(lr, steps=2, seed=4, tile=0)
+    field = whole_z[0]
+    assert field.shape[-2:] == (22 * s // f + (22 * s % f > 0), 30 * s // f + (30 * s % f > 0))
+    for tile, overlap in ((16, None), (12, 4), (9, 0), (7, 3)):
+        tiled_z.clear()
+        monkeypatch.setattr(up.net, "forward", _pixelwise_with_z(up, tiled_z))
+        tiled = up.upscale(lr, steps=2, seed=4, tile=tile, tile_overlap=overlap)
+        torch.testing.assert_close(tiled, whole, rtol=0, atol=1e-6, msg=f"tile {tile}")
+        tiling = up.plan(tile=tile, tile_overlap=overlap).tiling(22, 30)
+        origins = [(y, x) for y, _ in tiling.ys for x, _ in tiling.xs]
+        assert len(tiled_z) == 2 * len(origins)  # two steps per tile
+        for (y, x), z in zip(origins, tiled_z[::2]):
+            assert (y * s) % f == 0 and (x * s) % f == 0  # on the latent grid
+            cy, cx = y * s // f, x * s // f
+            inside = z[..., : field.shape[-2] - cy, : field.shape[-1] - cx]
+            assert torch.equal(inside, field[..., cy : cy + z.shape[-2], cx : cx + z.shape[-1]])
+    # a different seed draws another field; sample k of a run is the seed + k field
+    whole_z.clear()
+    monkeypatch.setattr(up.net, "forward", _pixelwise_with_z(up, whole_z))
+    up.upscale(lr, steps=1, seed=4, num_samples=2, tile=0)
+    assert torch.equal(whole_z[0], field) and not torch.equal(whole_z[1], field)
+    # past the field's edge a region mirrors it
+    region = latent_region(field, (0, field.shape[-1] - 2), (2, 4))
+    assert torch.equal(region[..., :2], field[..., :2, -2:])
+    assert torch.equal(region[..., 2:], field[..., :2, [-2, -3]])
+
+
+def test_the_untiled_latent_is_the_first_draw_of_the_samples_generator(monkeypatch):
+    """The image-wide z is what the untiled run drew before issue 18 (the first N(0, I)
+    draw of the generator seeded with seed + k), so untiled outputs are unchanged."""
+    up = _upscaler("tiny+v3")
+    seen = []
+    monkeypatch.setattr(up.net, "forward", _pixelwise_with_z(up, seen))
+    up.upscale(_rand(1, 3, 8, 12, seed=0), steps=1, seed=7, tile=0)
+    shape = up.net.latent_shape((1, 3, 16, 24))
+    assert torch.equal(seen[0], torch.randn(shape, generator=torch.Generator().manual_seed(7)))

@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = None
     try:
         args = build_parser().parse_args(argv)
         if not args.command:
@@ -57,7 +58,10 @@ def main(argv: list[str] | None = None) -> int:
         module = importlib.import_module(f"lddpm.commands.{args.command}")
         return int(module.run(args) or 0)
     except UserError as exc:
-        print(f"lddpm: error: {exc}", file=sys.stderr)
+        from lddpm.commands.sampling import with_flag
+
+        # the library names the choice at fault (exc.option); the flag is the CLI's to add
+        print(f"lddpm: error: {with_flag(str(exc), exc.option, args)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("lddpm: interrupted", file=sys.stderr)

@@ -7,7 +7,14 @@ class UserError(Exception):
     """Bad input from the user: missing/corrupt file, bad option, mismatched checkpoint.
 
     The CLI prints `lddpm: error: <message>` and exits with code 2, never a traceback.
+    `option`: the choice at fault when there is one ("steps", "tile", ...): the message
+    says it in words, and the CLI adds its own flag (`--steps 3: ...`), the web page its
+    field name; the library itself never quotes a command-line flag.
     """
+
+    def __init__(self, *args, option: str | None = None):
+        super().__init__(*args)
+        self.option = option
 
 
 class SamplingError(UserError, ValueError):

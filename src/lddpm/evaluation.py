@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -71,25 +71,13 @@ class BicubicMethod:
 
 
 class ModelMethod:
-    """A checkpoint sampled with one sampler and step count (`lddpm.inference.Upscaler`)."""
+    """A checkpoint sampled with one SamplingPlan (`lddpm.inference.Upscaler.plan`), the one
+    `lddpm upscale` runs for the same options: the images measured are the ones it writes."""
 
     stochastic = True  # another seed gives another sample (evaluate --diversity)
 
-    def __init__(
-        self,
-        upscaler: Any,
-        label: str,
-        sampler: str,
-        steps: int | None,
-        checkpoint: str,
-        eta: float = 0.0,
-        tile: int | None = None,
-        consistency: str = "none",
-    ):
-        self.upscaler, self.label, self.checkpoint = upscaler, label, checkpoint
-        self.sampler, self.steps, self.eta, self.tile = sampler, steps, eta, tile
-        self.consistency = consistency
-        upscaler.model_evaluations(sampler, steps)  # validates sampler/steps up front
+    def __init__(self, upscaler: Any, label: str, plan: Any, checkpoint: str):
+        self.upscaler, self.label, self.plan, self.checkpoint = upscaler, label, plan, checkpoint
         self._nfe = 0  # counted by the upscaler over the tiles and samples of the last call
 
     @property
@@ -97,36 +85,25 @@ class ModelMethod:
         return int(self.upscaler.scale)
 
     def upscale(self, lr: torch.Tensor, seed: int, num_samples: int) -> torch.Tensor:
-        kwargs: dict[str, Any] = {}
-        if self.eta:
-            kwargs["eta"] = self.eta
-        if self.tile is not None:
-            kwargs["tile"] = self.tile
+        """(1, 3, h, w) in [0, 1] -> (num_samples, 1, 3, h*s, w*s) in [0, 1]."""
+        plan = self.plan if num_samples == self.plan.num_samples else replace(self.plan, num_samples=num_samples)
         before = self.upscaler.evaluations
-        out = self.upscaler.upscale(  # consistency always: None would mean the model's default
-            lr, sampler=self.sampler, steps=self.steps, seed=seed, num_samples=num_samples,
-            consistency=self.consistency, **kwargs,
-        )
+        out = self.upscaler.upscale(lr, seed=seed, plan=plan)
         self._nfe = self.upscaler.evaluations - before
         return out
 
     def warm_up(self, lr: torch.Tensor) -> None:
         # One network evaluation on a small crop is enough to initialise kernels and caches.
-        self.upscaler.upscale(lr[..., :16, :16], sampler="ddim", steps=1, seed=0, num_samples=1)
+        once = replace(self.plan, timesteps=self.plan.timesteps[:1], num_samples=1)
+        self.upscaler.upscale(lr[..., :16, :16], seed=0, plan=once)
 
     def model_evaluations(self) -> int:
         return self._nfe
 
     def describe(self) -> dict[str, Any]:
-        return {
-            "name": self.label,
-            "kind": "model",
-            "checkpoint": self.checkpoint,
-            "sampler": self.sampler,
-            "steps": self.steps,
-            "eta": self.eta,
-            "consistency": self.consistency,
-        }
+        plan = self.plan.describe()
+        del plan["num_samples"]  # the report's own key (evaluate_method)
+        return {"name": self.label, "kind": "model", "checkpoint": self.checkpoint, **plan}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -195,6 +172,7 @@ def evaluate_method(
     num_samples: int = 1,
     progress: Callable[[Iterable], Iterable] | None = None,
     diversity: bool = False,
+    save: Callable[[str, torch.Tensor], None] | None = None,
 ) -> MethodResult:
     """Runs `method` on every image of `dataset` and measures it with `suite`.
 
@@ -203,6 +181,8 @@ def evaluate_method(
     `diversity` with one sample: a stochastic method also draws the sample of `seed + 1`
     (the second sample of `--num-samples 2`), for the diversity columns only: untimed,
     not counted in NFE/img, not in the other metrics.
+    `save(name, samples)`: called with each image's SR samples (N, 1, 3, H, W) in [0, 1],
+    the tensors measured (`lddpm evaluate --save-images`).
     """
     for metric in suite.set_metrics.values():
         metric.reset()
@@ -217,6 +197,8 @@ def evaluate_method(
         out = method.upscale(lr, seed, num_samples)  # (N, 1, 3, H, W)
         seconds = time.perf_counter() - start
         nfe = float(method.model_evaluations())  # counted: all tiles and samples
+        if save is not None:
+            save(item["name"], out)
         samples = [_to_uint8(out[k, 0]) for k in range(out.shape[0])]
         more = []
         if diversity and len(samples) == 1 and getattr(method, "stochastic", False):

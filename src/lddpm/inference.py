@@ -4,23 +4,44 @@
     sr = up.upscale(lr, sampler="ddim", steps=20, seed=0, num_samples=2)
     # lr: (B,3,h,w) float [0,1]  ->  sr: (num_samples, B, 3, h*s, w*s) float [0,1]
 
+    plan = up.plan(sampler="ddim", steps=4)             # every choice resolved and checked once
+    plan.evaluations(h, w)                               # what upscaling an (h, w) LR costs
+    sr = up.upscale(lr, seed=0, plan=plan)
+
     up = Upscaler.from_pretrained()                      # the shipped model, PIL in and out
-    out = up(Image.open("photo.png"), steps=4, seed=0)  # keeps alpha, greyscale, ICC, EXIF
+    out = up(Image.open("photo.png"), seed=0)           # keeps alpha, greyscale, ICC, EXIF
     up.save_pretrained("my-model")                       # loadable by from_pretrained("my-model")
 
-Sizes that the network cannot take as they are (HR not a multiple of `size_multiple`) are
-reflect-padded on the LR side and cropped back. Large inputs are processed in overlapping
-tiles (`tile`, in LR pixels; by default bounded by the self-attention cost and the training
-crop, see `auto_tile`) blended with linear ramps across each overlap, written into one
-output tensor tile by tile, so memory and the quadratic cost of self-attention stay bounded.
-Each sample s of a call uses the generator seeded with `seed + s`: the same seed gives the
-same image, and sample s of a run does not depend on how many samples were asked for. The
-starting noise x_T is one image-wide field (`anchored_noise`): a tile sees the same noise
-as the untiled run at the same pixels, so neighbouring tiles agree where they overlap.
+Value range: images in [0, 1] at every boundary of this module (tensors in and out, PIL
+images as 8/16-bit), as every dataset of lddpm.data gives them; [-1, 1] only inside, where
+the network works (`Condition`, `Denoiser`).
+
+The choices of a run (sampler, steps, eta, LR consistency, tiling, samples) are resolved
+once into a `SamplingPlan` (lddpm.diffusion.plan) by `Upscaler.plan`, from the call's
+choices and the checkpoint's defaults; `upscale` runs a plan, its `evaluations(h, w)` counts
+the network evaluations. Sizes that the network cannot take as they are (HR not a multiple
+of `size_multiple`) are reflect-padded on the LR side and cropped back. Large inputs are
+processed in overlapping tiles (`tile`, in LR pixels; by default bounded by the
+self-attention cost and the training crop, see `auto_tile`) blended with linear ramps across
+each overlap (lddpm.data.tiles), written into one output tensor tile by tile, so memory and
+the quadratic cost of self-attention stay bounded.
+
+Each sample s of a call uses the seed `seed + s`: the same seed gives the same image, and
+sample s of a run does not depend on how many samples were asked for. Two noises are drawn
+image-wide, so that a tile sees what the untiled run sees at its pixels:
+- the starting noise x_T (`anchored_noise`): drawn in blocks seeded by (seed + s, block);
+- the CVAE latent z (spatial, at HR/f, f = the UNet's downsampling; `latent_field`): drawn
+  once per sample for the whole (padded) image from the generator seeded with seed + s, a
+  stream distinct from x_T's, before anything else is drawn from it. A tile takes its
+  region (`latent_region`); tile starts are aligned so that their HR origins are multiples
+  of f (`latent_align`), so the tile's latent cells cover the same pixels as the image's.
+The posterior noise of the ddpm and lddpm samplers (and of ddim with eta > 0) is still
+drawn per tile, from that generator, in tile order.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -33,23 +54,19 @@ from lddpm import checkpoint as ckpt
 from lddpm.config import Config
 from lddpm.data.imageio import Photo, photo_from_pil, photo_to_pil
 from lddpm.data.resize import imresize
-from lddpm.diffusion.consistency import CONSISTENCY, project_to_lr
+from lddpm.data.tiles import run_tiled
+from lddpm.diffusion.consistency import project_to_lr
 from lddpm.diffusion.denoiser import Denoiser, Parameterisation
-from lddpm.diffusion.samplers import (
-    SamplerSpec,
-    model_evaluations,
-    sample,
-    sampler_spec,
-    trained_chain,
-)
+from lddpm.diffusion.plan import FALLBACK_DEFAULTS, SamplingChoices, SamplingPlan, build_plan
+from lddpm.diffusion.samplers import sample, trained_chain
 from lddpm.diffusion.schedule import Schedule
 from lddpm.errors import UserError
 from lddpm.models.build import build_network
 from lddpm.models.lddpm import LDDPMNet
 from lddpm.precision import resolve_device, resolve_precision
 
-# Used when neither the call nor the checkpoint's "inference" defaults say otherwise.
-FALLBACK_DEFAULTS = {"sampler": "ddim", "steps": None, "consistency": "none"}
+__all__ = ["FALLBACK_DEFAULTS", "SamplingChoices", "SamplingPlan", "Upscaler", "anchored_noise",
+           "final_size", "latent_region"]
 
 
 class Upscaler:
@@ -121,36 +138,34 @@ class Upscaler:
     def scale(self) -> int:
         return self.cfg.data.scale
 
-    # ------------------------------------------------------------------ samplers
-    def spec(self, sampler: str, steps: int | None, eta: float = 0.0) -> SamplerSpec:
-        """Checks the sampler choice against what this checkpoint was trained for
-        (`lddpm.diffusion.samplers.set_timesteps`) and fills in its step count."""
-        return sampler_spec(sampler, steps, self.sched.timesteps, trained_chain(self.cfg.gan), eta)
+    # ------------------------------------------------------------------ the plan
+    def plan(self, choices: SamplingChoices | None = None, **changes) -> SamplingPlan:
+        """The resolved, checked SamplingPlan of `choices` (and/or keyword `changes` over
+        them: sampler=, steps=, eta=, consistency=, tile=, tile_overlap=, num_samples=) on
+        this model: None = its defaults (`self.defaults`). A bad choice is a UserError
+        naming it (`option`)."""
+        choices = (choices or SamplingChoices()).merged(**changes)
+        return build_plan(choices, defaults=self.defaults, timesteps=self.sched.timesteps,
+                          chain=trained_chain(self.cfg.gan), auto_tile=self.auto_tile(),
+                          tile_align=self.latent_align, device=self.device, autocast=self.autocast)
 
-    def model_evaluations(self, sampler: str, steps: int | None = None) -> int:
-        return model_evaluations(self.sched, self.spec(sampler, steps))
+    @property
+    def latent_align(self) -> int:
+        """LR multiple of tile starts: their HR origins are then multiples of the latent z's
+        cell side f (the UNet's downsampling); 1 for a model without z."""
+        if self.net.cvae is None:
+            return 1
+        f = self.net.unet.downsampling
+        return f // math.gcd(f, self.scale)
 
-    def tiles(self, h: int, w: int, tile: int | None = None, overlap: int | None = None):
-        """The LR tiling of an (h, w) input: (tile, overlap, row starts, column starts).
-        tile None = `auto_tile()`; 0 (or a tile >= the image) = one tile, the whole image.
-        overlap None = min(8, tile // 4)."""
-        tile = self.auto_tile() if tile is None else tile
-        if tile == 0 or max(h, w) <= tile:
-            return max(h, w), 0, [0], [0]
-        overlap = min(8, tile // 4) if overlap is None else overlap
-        if not 0 <= overlap < tile:
-            raise UserError(f"tile overlap must be in 0..{tile - 1} (below the tile side {tile}), got {overlap}")
-        step = tile - overlap
-        return tile, overlap, _starts(h, tile, step), _starts(w, tile, step)
-
-    def count_evaluations(self, h: int, w: int, sampler: str | None = None, steps: int | None = None,
-                          tile: int | None = None, overlap: int | None = None,
-                          num_samples: int = 1) -> int:
-        """Network evaluations that `upscale` of one (h, w) LR image runs (what its
-        `progress` callback counts): samples x tiles x sampler steps."""
-        sampler, steps, _ = self.resolve(sampler, steps, None)
-        _, _, ys, xs = self.tiles(h, w, tile, overlap)
-        return num_samples * len(ys) * len(xs) * self.model_evaluations(sampler, steps)
+    def auto_tile(self) -> int:
+        """Default LR tile side. Self-attention is quadratic in its token count, so the HR
+        tile is bounded to at most 32x32 tokens at the finest self-attention level, and to
+        4x the training crop (the model has seen content at about that size)."""
+        u = self.cfg.model.unet
+        attn_side = 32 * u.unshuffle * 2 ** min(u.attn_levels) if u.attn_levels else 1 << 30
+        hr_tile = min(attn_side, 4 * self.cfg.data.crop)
+        return max(16, hr_tile // self.scale)
 
     # ------------------------------------------------------------------ upscaling
     @torch.no_grad()
@@ -167,31 +182,39 @@ class Upscaler:
         progress=None,
         consistency: str | None = None,
         tile_overlap: int | None = None,
+        plan: SamplingPlan | None = None,
     ) -> torch.Tensor:
         """(B,3,h,w) [0,1] -> (num_samples,B,3,h*s,w*s) [0,1], on the CPU.
 
+        Either `plan` (from `self.plan`) or the choices, which `self.plan` resolves:
         sampler/steps/consistency: None = this model's defaults (`self.defaults`).
         tile: LR tile side; None = `auto_tile()`, 0 = the whole image at once.
         tile_overlap: LR pixels shared by neighbouring tiles (None = min(8, tile // 4)).
-        progress: called with 1 after every network evaluation (`count_evaluations` in all).
         consistency: "none", "end" or "step" (lddpm.diffusion.consistency).
+        progress: called with 1 after every network evaluation (`plan.evaluations` in all).
+        references: reference images (B,3,h',w') in [0, 1] for the LR encoder's tokens.
         """
+        if plan is None:
+            plan = self.plan(sampler=sampler, steps=steps, eta=eta, consistency=consistency,
+                             tile=tile, tile_overlap=tile_overlap, num_samples=num_samples)
+        elif (sampler, steps, tile, consistency, tile_overlap) != (None,) * 5 or eta or num_samples != 1:
+            raise TypeError("give either plan= or the sampling choices (sampler=, steps=, ...), not both")
         if lr.ndim != 4 or lr.shape[1] != 3:
             raise UserError(f"expected LR images (B,3,h,w), got {tuple(lr.shape)}")
-        sampler, steps, consistency = self.resolve(sampler, steps, consistency)
-        spec = self.spec(sampler, steps, eta)
         if references and self.net.encoder is None:
-            raise UserError("--reference needs a checkpoint with the LR encoder (preset part v2 or v3)")
-        tiling = self.tiles(*lr.shape[-2:], tile, tile_overlap)
+            raise UserError("reference images need a checkpoint with the LR encoder (preset part v2 or v3)",
+                            option="reference")
         lr = lr.to(self.device, torch.float32) * 2 - 1
         refs = [r.to(self.device, torch.float32) * 2 - 1 for r in references or []]
         b, _, h, w = lr.shape
-        out = torch.zeros(num_samples, b, 3, h * self.scale, w * self.scale)  # the only full-size buffer
-        for s in range(num_samples):
+        tiling = plan.tiling(h, w)
+        out = torch.zeros(plan.num_samples, b, 3, h * self.scale, w * self.scale)  # the only full-size buffer
+        for s in range(plan.num_samples):
             gen = torch.Generator(device="cpu").manual_seed(seed + s)
-            run = partial(self._sample_padded, spec=spec, gen=gen, refs=refs, progress=progress,
-                          consistency=consistency, seed=seed + s)
-            _tiled(run, lr, tiling, self.scale, out[s])
+            field = self.latent_field(b, h, w, gen)  # first from gen: the untiled run's z
+            run = partial(self._sample_padded, plan=plan, gen=gen, refs=refs, progress=progress,
+                          seed=seed + s, field=field)
+            run_tiled(run, lr, tiling, self.scale, out[s])
             out[s].add_(1).div_(2).clamp_(0, 1)  # in place: no second full-size copy
         return out
 
@@ -209,7 +232,7 @@ class Upscaler:
     def __call__(self, images, *, outscale: float | None = None, color: bool = False, **kwargs):
         """PIL image (or a list of them) -> upscaled PIL image (or list), like a diffusers
         pipeline. Alpha, greyscale (unless `color`), ICC and EXIF are kept as `lddpm upscale`
-        keeps them. kwargs: those of `upscale` (steps=, seed=, sampler=, tile=, ...)."""
+        keeps them. kwargs: those of `upscale` (steps=, seed=, sampler=, tile=, plan=, ...)."""
         single = not isinstance(images, (list, tuple))
         outs = []
         for image in [images] if single else images:
@@ -218,27 +241,16 @@ class Upscaler:
             outs.append(photo_to_pil(self.upscale_photo(photo, outscale, **kwargs)[0]))
         return outs[0] if single else outs
 
-    def resolve(self, sampler: str | None, steps: int | None, consistency: str | None):
-        """Fills what the caller left None from the model's defaults (steps only when the
-        sampler is the default one too); checks the consistency choice."""
-        if sampler is None:
-            sampler = self.defaults["sampler"]
-            steps = self.defaults["steps"] if steps is None else steps
-        consistency = consistency or self.defaults["consistency"]
-        if consistency not in CONSISTENCY:
-            raise UserError(f"consistency {consistency!r} is not one of: {', '.join(CONSISTENCY)}")
-        return sampler, steps, consistency
+    def latent_field(self, b: int, h: int, w: int, gen: torch.Generator) -> torch.Tensor | None:
+        """The CVAE's N(0, I) latent draw for a whole (b, 3, h, w) LR image (padded as the
+        untiled run pads it), from `gen`; None for a model without z. CPU, float32."""
+        if self.net.cvae is None:
+            return None
+        s, m = self.scale, self.net.size_multiple
+        hr_shape = (b, 3, (h + _pad_amount(h, s, m)) * s, (w + _pad_amount(w, s, m)) * s)
+        return torch.randn(self.net.latent_shape(hr_shape), generator=gen)
 
-    def auto_tile(self) -> int:
-        """Default LR tile side. Self-attention is quadratic in its token count, so the HR
-        tile is bounded to at most 32x32 tokens at the finest self-attention level, and to
-        4x the training crop (the model has seen content at about that size)."""
-        u = self.cfg.model.unet
-        attn_side = 32 * u.unshuffle * 2 ** min(u.attn_levels) if u.attn_levels else 1 << 30
-        hr_tile = min(attn_side, 4 * self.cfg.data.crop)
-        return max(16, hr_tile // self.scale)
-
-    def _sample_padded(self, lr, origin, spec, gen, refs, progress, consistency, seed) -> torch.Tensor:
+    def _sample_padded(self, lr, origin, plan, gen, refs, progress, seed, field) -> torch.Tensor:
         """LR tile (B,3,h,w) at LR position `origin` (y, x) of the image -> HR (B,3,h*s,w*s).
         Pads the LR so the HR is a multiple of the network's size multiple; crops back."""
         s, m = self.scale, self.net.size_multiple
@@ -249,18 +261,40 @@ class Upscaler:
             lr = F.pad(lr, (0, pw, 0, ph), mode=mode)
         cond = self.net.condition(lr, refs or None)
         shape = tuple(cond.up.shape)
-        latent_shape = self.net.latent_shape(shape)
-        noise = None if latent_shape is None else torch.randn(latent_shape, generator=gen).to(self.device)
+        noise = None
+        if field is not None:
+            f = self.net.unet.downsampling
+            cells = self.net.latent_shape(shape)[-2:]
+            noise = latent_region(field, (origin[0] * s // f, origin[1] * s // f), cells).to(self.device)
         project = partial(project_to_lr, lr=lr, scale=s)
-        denoise = Denoiser(self.net, cond, self.param, noise, self.autocast,
-                           projection=project if consistency == "step" else None)
+        denoise = Denoiser(self.net, cond, self.param, noise, plan.autocast,
+                           projection=project if plan.consistency == "step" else None)
         x_T = anchored_noise(shape, (origin[0] * s, origin[1] * s), seed).to(self.device)
-        x0 = sample(denoise, shape, self.sched, spec, gen, self.device, x_T=x_T, progress=progress)
+        x0 = sample(plan.sampler, denoise, x_T, self.sched, plan.timesteps, plan.eta, gen, progress)
         self.evaluations += denoise.evaluations
         image = self.param.to_image(x0, cond.up)
-        if consistency != "none":
+        if plan.consistency != "none":
             image = project(image)  # exact at the end too (x0 was clipped after the last one)
         return image[..., : h * s, : w * s]
+
+
+def latent_region(field: torch.Tensor, origin: tuple[int, int], size: tuple[int, int]) -> torch.Tensor:
+    """The (size) cells of the image-wide latent `field` (B,C,H',W') at cell `origin` (y, x):
+    a tile's z. A tile origin maps to cell origin // f (exact: tile starts are aligned, see
+    `Upscaler.latent_align`). Cells past the field's edge (a tile padded beyond the padded
+    image, pixels that are cropped away) mirror the field, as the LR is mirrored there."""
+    (y0, x0), (hh, ww) = origin, size
+    _, _, fh, fw = field.shape
+    if (y0, x0) == (0, 0) and (hh, ww) == (fh, fw):
+        return field
+    rows, cols = _mirrored(y0, hh, fh), _mirrored(x0, ww, fw)
+    return field.index_select(-2, rows).index_select(-1, cols)
+
+
+def _mirrored(start: int, length: int, n: int) -> torch.Tensor:
+    """Indices start..start+length-1 into 0..n-1, those past the end reflected back."""
+    i = torch.arange(start, start + length)
+    return torch.where(i >= n, 2 * (n - 1) - i, i).clamp(0, n - 1)
 
 
 def _pad_amount(n: int, scale: int, multiple: int) -> int:
@@ -274,7 +308,7 @@ def _pad_amount(n: int, scale: int, multiple: int) -> int:
 def final_size(h: int, w: int, outscale: float) -> tuple[int, int]:
     """HR size of an (h, w) input at `outscale` x (rounded, at least 1 pixel)."""
     if not outscale > 0:
-        raise UserError(f"--outscale must be > 0, got {outscale}")
+        raise UserError(f"the output scale must be > 0, got {outscale}", option="outscale")
     return max(1, round(h * outscale)), max(1, round(w * outscale))
 
 
@@ -310,43 +344,3 @@ def anchored_noise(shape: tuple[int, ...], origin: tuple[int, int], seed: int) -
             out[..., ys - y0 : ye - y0, xs - x0 : xe - x0] = \
                 block[..., ys - by * n : ye - by * n, xs - bx * n : xe - bx * n]
     return out
-
-
-def _tiled(run, lr: torch.Tensor, tiling, scale: int, out: torch.Tensor) -> torch.Tensor:
-    """Runs run(lr_tile, origin) -> HR tile on the LR tiles of `tiling` (`Upscaler.tiles`)
-    and blends them into `out` (B,3,H*s,W*s, CPU), which it overwrites. Each tile is
-    weighted by linear ramps across its overlaps, normalised so that every pixel's weights
-    sum to 1: a pixel outside every overlap band is exactly its one tile's value, and tiles
-    of one flat colour blend to that colour."""
-    tile, overlap, ys, xs = tiling
-    h, w = out.shape[-2:]
-    wys = _axis_weights(h, [y * scale for y in ys], tile * scale, overlap * scale)
-    wxs = _axis_weights(w, [x * scale for x in xs], tile * scale, overlap * scale)
-    out.zero_()
-    for y, wy in zip(ys, wys):
-        for x, wx in zip(xs, wxs):
-            piece = run(lr[..., y : y + tile, x : x + tile], (y, x)).float().cpu()
-            ty, tx = y * scale, x * scale
-            out[..., ty : ty + piece.shape[-2], tx : tx + piece.shape[-1]] += piece * (wy[:, None] * wx)
-    return out
-
-
-def _starts(n: int, tile: int, step: int) -> list[int]:
-    if n <= tile:
-        return [0]
-    starts = list(range(0, n - tile, step))
-    return starts + [n - tile]
-
-
-def _axis_weights(n: int, starts: list[int], length: int, width: int) -> list[torch.Tensor]:
-    """Blend weights along one axis of n pixels for tiles at `starts` of `length` pixels:
-    each a ramp rising linearly over `width` pixels from both ends (never 0), divided by the
-    sum of all ramps at that pixel. The 2-D weight of a tile is the outer product of its
-    two axes' weights; on a grid of tiles those sum to 1 at every pixel."""
-    ramps, total = [], torch.zeros(n)
-    for start in starts:
-        span = min(length, n - start)
-        i = torch.arange(span, dtype=torch.float32)
-        ramps.append((torch.minimum(i + 1, span - i) / max(width, 1)).clamp(max=1.0))
-        total[start : start + span] += ramps[-1]
-    return [r / total[s : s + r.numel()] for r, s in zip(ramps, starts)]

@@ -47,8 +47,8 @@ def _mps_available() -> bool:
 
 def resolve_device(name: str | torch.device) -> torch.device:
     """'cpu', 'cuda', 'cuda:N', 'mps' or 'auto' (CUDA, else MPS, else CPU) -> torch.device.
-    A device this machine lacks is a UserError (one line, exit 2) instead of a failure at
-    the first tensor moved there."""
+    A device this machine lacks is a UserError (option "device"; one line, exit 2, in the
+    CLI) instead of a failure at the first tensor moved there."""
     from lddpm.errors import UserError
 
     if str(name) == "auto":
@@ -56,15 +56,16 @@ def resolve_device(name: str | torch.device) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise UserError(f"--device {name}: not a device; use one of {', '.join(DEVICES)}") from None
+        raise UserError(f"{name!r} is not a device; use one of {', '.join(DEVICES)}",
+                        option="device") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {name}: no CUDA device is available (torch {torch.__version__}, "
-                        f"CUDA build: {torch.version.cuda or 'none'})")
+        raise UserError(f"no CUDA device is available (torch {torch.__version__}, "
+                        f"CUDA build: {torch.version.cuda or 'none'})", option="device")
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise UserError(f"--device {name}: no CUDA device {device.index} "
-                        f"(this machine has {torch.cuda.device_count()})")
+        raise UserError(f"no CUDA device {device.index} (this machine has {torch.cuda.device_count()})",
+                        option="device")
     if device.type == "mps" and not _mps_available():
-        raise UserError(f"--device {name}: no MPS (Apple GPU) device is available")
+        raise UserError("no MPS (Apple GPU) device is available", option="device")
     if device.type not in ("cpu", "cuda", "mps"):
-        raise UserError(f"--device {name}: not supported; use one of {', '.join(DEVICES)}")
+        raise UserError(f"{name!r} is not supported; use one of {', '.join(DEVICES)}", option="device")
     return device

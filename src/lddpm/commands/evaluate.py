@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
+from lddpm.commands import sampling
 from lddpm.config import DEGRADATIONS
 from lddpm.diffusion.consistency import CONSISTENCY
 from lddpm.diffusion.samplers import SAMPLERS
@@ -35,28 +38,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "`realesrgan-x4plus`) to compare; CHECKPOINT may be a shipped model name",
     )
     what.add_argument(
-        "--sampler",
-        choices=SAMPLERS,
-        help="sampler (default: the model's own, else ddim; --compare entries may set their own)",
-    )
-    what.add_argument(
-        "--consistency", choices=CONSISTENCY,
-        help="LR consistency none|end|step (default: the model's; entries may end in :end etc.)",
-    )
-    what.add_argument("--steps", type=int, help="sampling steps (default: the sampler's)")
-    what.add_argument("--eta", type=float, default=0.0, help="DDIM eta in [0, 1]")
-    what.add_argument("--seed", type=int, default=0, help="sampling seed (same for every image)")
-    what.add_argument(
-        "--num-samples", type=int, default=1, help="samples per image; > 1 adds diversity columns"
-    )
-    what.add_argument(
         "--diversity", action="store_true",
         help="with one sample: also draw seed+1 per image for the diversity column only "
         "(untimed, not in the other metrics)",
     )
-    what.add_argument("--raw-weights", action="store_true", help="use the online weights, not EMA")
-    what.add_argument("--tile", type=int, help="LR tile side (default: automatic, see README; 0 = whole image)")
-    what.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    # as `lddpm upscale` takes them, so the images measured are the ones it writes; --compare
+    # entries may set their own sampler, steps and consistency
+    sampling.add_arguments(parser)
     data = parser.add_argument_group("data")
     data.add_argument(
         "--data",
@@ -111,6 +99,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     out = parser.add_argument_group("output")
     out.add_argument("--report", metavar="FILE.json", help="write the JSON report here")
     out.add_argument("--csv", metavar="FILE", help="write per-image rows as CSV here")
+    out.add_argument("--save-images", metavar="DIR",
+                     help="write the SR images measured, named as `lddpm upscale` names them "
+                     "(NAME_x4.png; NAME_x4_sK.png with --num-samples), in DIR (with --compare: "
+                     "DIR/METHOD/)")
     out.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -119,14 +111,10 @@ def _check_args(args: argparse.Namespace) -> None:
 
     if (args.checkpoint is None) == (args.compare is None):
         raise UserError("give either --checkpoint DIR or --compare ENTRY [ENTRY ...]")
-    if args.num_samples < 1:
-        raise UserError(f"--num-samples must be >= 1, got {args.num_samples}")
     if args.scale is not None and args.scale < 1:
         raise UserError(f"--scale must be >= 1, got {args.scale}")
     if args.max_images is not None and args.max_images < 1:
         raise UserError(f"--max-images must be >= 1, got {args.max_images}")
-    if not 0.0 <= args.eta <= 1.0:
-        raise UserError(f"--eta must be in [0, 1], got {args.eta}")
     parse_metric_names(args.metrics)  # a typo fails before any checkpoint is loaded
 
 
@@ -160,19 +148,16 @@ def parse_entry(
 
 
 class _Upscalers:
-    """Loads each checkpoint once, however many entries use it."""
+    """Loads each checkpoint once, however many entries use it (--device, --precision,
+    --raw-weights: `lddpm.commands.sampling.load`, as `lddpm upscale` loads it)."""
 
-    def __init__(self, device: str, raw_weights: bool):
-        self.device, self.raw_weights = device, raw_weights
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
         self._loaded: dict[str, Any] = {}
 
     def get(self, path: str) -> Any:
-        from lddpm.inference import Upscaler
-
         if path not in self._loaded:
-            self._loaded[path] = Upscaler.from_pretrained(
-                path, device=self.device, use_ema=not self.raw_weights
-            )
+            self._loaded[path] = sampling.load(self.args, path)
         return self._loaded[path]
 
 
@@ -200,13 +185,21 @@ def build_methods(args: argparse.Namespace, upscalers: _Upscalers) -> list[Any]:
         rest, consistency = split_consistency(entry, args.consistency)
         path, sampler, steps = parse_entry(rest, args.sampler, args.steps)
         upscaler = upscalers.get(path)
-        sampler, steps, consistency = upscaler.resolve(sampler, steps, consistency)
-        label = _label(path, sampler, steps, consistency)
+        choices = replace(sampling.choices(args), sampler=sampler, steps=steps,
+                          consistency=consistency)
+        try:
+            plan = upscaler.plan(choices)
+        except UserError as exc:
+            if args.compare is None or exc.option not in ("sampler", "steps"):
+                raise  # an option of the command line: the CLI names its flag
+            raise UserError(f"--compare {entry}: {exc}") from None
+        if sampler is None and steps is None:  # the label shows what was asked for
+            steps = upscaler.defaults["steps"]
+        label = _label(path, plan.sampler, steps, plan.consistency)
         if label in seen:
             continue
         seen.add(label)
-        methods.append(ModelMethod(upscaler, label, sampler, steps, path, args.eta, args.tile,
-                                   consistency))
+        methods.append(ModelMethod(upscaler, label, plan, path))
     return methods
 
 
@@ -295,8 +288,31 @@ def _unmeasured(suite, results) -> list[str]:
     return lines
 
 
+def _saver(directory: str | None, method: str | None, scale: int):
+    """None without --save-images; else a function (image name, SR samples (N,1,3,H,W) in
+    [0, 1]) that writes them as `lddpm upscale` writes the same image (NAME_xS.png, or
+    NAME_xS_sK.png with several samples; save_photo, 8-bit RGB PNG), in DIR or, with
+    --compare, in DIR/METHOD (the label, ':' and '/' as '_')."""
+    if directory is None:
+        return None
+    from lddpm.commands.upscale import _sample_names
+    from lddpm.data.imageio import Photo, save_photo
+
+    folder = Path(directory)
+    if method is not None:
+        folder = folder / method.replace("/", "_").replace(":", "_")
+
+    def save(name: str, out) -> None:
+        paths = _sample_names(folder / f"{name}_x{scale}.png", out.shape[0])
+        for path, image in zip(paths, out[:, 0]):
+            save_photo(path, Photo(image))
+
+    return save
+
+
 def run(args: argparse.Namespace) -> int:
     from lddpm.evaluation import NFE, BicubicMethod, evaluate_method
+    from lddpm.precision import resolve_device
     from lddpm.reports import (
         compare_table,
         per_image_table,
@@ -307,7 +323,8 @@ def run(args: argparse.Namespace) -> int:
     )
 
     _check_args(args)
-    methods = build_methods(args, _Upscalers(args.device, args.raw_weights))
+    args.device = str(resolve_device(args.device))  # "auto" -> where it runs, for every method
+    methods = build_methods(args, _Upscalers(args))
     scale = _scale(args, methods)
     if args.compare is not None:
         methods.insert(0, BicubicMethod(scale))
@@ -328,6 +345,7 @@ def run(args: argparse.Namespace) -> int:
             args.num_samples,
             _progress(m.label, args.no_progress),
             args.diversity,
+            save=_saver(args.save_images, m.label if args.compare is not None else None, scale),
         )
         for m in methods
     ]

@@ -9,8 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lddpm.diffusion.consistency import CONSISTENCY
-from lddpm.diffusion.samplers import SAMPLERS
+from lddpm.commands import sampling
 from lddpm.errors import UserError, display_path
 
 DTYPES = ("bf16", "fp16", "fp32")
@@ -20,32 +19,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", help="checkpoint or run directory (its newest checkpoint)")
     parser.add_argument("output", help="directory to write")
     parser.add_argument("--dtype", default="bf16", choices=DTYPES, help="weight storage type")
-    parser.add_argument("--sampler", choices=list(SAMPLERS), help="default sampler of the export")
-    parser.add_argument("--steps", type=int, help="default steps of the export")
-    parser.add_argument("--consistency", choices=list(CONSISTENCY), help="default LR consistency")
     parser.add_argument("--description", help="what the model is for, shown by `lddpm models`")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    # the sampling defaults the export stores (`Upscaler.defaults` of whoever loads it)
+    sampling.add_arguments(parser, run=False, samples=False, model=False,
+                           purpose="the export's default")
 
 
 def _check_defaults(source, defaults: dict) -> None:
     """The sampling defaults must be valid for the checkpoint (e.g. no lddpm sampler without
-    the gan part, steps within 1..T): refused with one line, before any file is written."""
-    source.defaults.update(defaults)
-    sampler, steps, _ = source.resolve(None, None, None)
-    source.spec(sampler, steps)
+    the gan part, steps within 1..T): the plan that loading the export will make with no
+    choices is built now, from the same network and `defaults`, before any file is written
+    (a bad one is refused with one line, naming its flag)."""
+    from lddpm.inference import Upscaler
+
+    Upscaler(source.net, source.cfg, source.device, defaults).plan()
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
 
     from lddpm import checkpoint as ckpt
+    from lddpm.diffusion.plan import DEFAULT_KEYS
     from lddpm.inference import Upscaler
 
     out = Path(args.output)
     if out.exists() and not args.overwrite:
         raise UserError(f"{display_path(out)} exists; pass --overwrite to replace it")
-    defaults = {k: v for k, v in (("sampler", args.sampler), ("steps", args.steps),
-                                  ("consistency", args.consistency)) if v is not None}
+    defaults = {k: getattr(args, k) for k in DEFAULT_KEYS if getattr(args, k) is not None}
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[args.dtype]
     _check_defaults(Upscaler.from_checkpoint(args.checkpoint), defaults)  # before writing
     ckpt.export_checkpoint(Path(args.checkpoint), out, dtype, defaults or None, args.description)

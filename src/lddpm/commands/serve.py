@@ -7,6 +7,7 @@ import logging
 import socket
 from pathlib import Path
 
+from lddpm.commands import sampling
 from lddpm.errors import UserError, display_path
 
 
@@ -18,13 +19,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="address to listen on (default 127.0.0.1: this machine only; "
                              "0.0.0.0 opens the page to the network)")
     parser.add_argument("--port", type=int, default=7860, help="port (default 7860; 0 = any free one)")
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--max-upload-mb", type=float, default=20.0,
                         help="larger uploads are refused before they are read (default 20)")
     parser.add_argument("--max-pixels", type=int, default=1024 * 1024,
                         help="largest input image, in LR pixels (default 1048576 = 1024x1024)")
     parser.add_argument("--max-samples", type=int, default=4,
                         help="most samples one request may ask for (default 4)")
+    # the server's sampling choices; the page may pick another sampler and step count, and
+    # sends its own seed and number of samples
+    sampling.add_arguments(parser, samples=False, purpose="the page's default")
 
 
 def _check_args(args: argparse.Namespace) -> None:
@@ -62,9 +65,9 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise UserError(f"lddpm serve needs the web extra ({exc.name} is missing): "
                         "pip install 'lddpm[web]'") from None
-    from lddpm.inference import Upscaler
-
-    up = Upscaler.from_pretrained(args.checkpoint, device=args.device)
+    up = sampling.load(args, args.checkpoint)
+    choices = sampling.choices(args)
+    up.plan(choices)  # a bad choice is one error line before the server starts
     limits = Limits(int(args.max_upload_mb * 2**20), args.max_pixels, args.max_samples)
     name = _model_name(args.checkpoint)
     sock = _listen(args.host, args.port)
@@ -73,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="lddpm serve: %(message)s")
     print(f"lddpm serve: {name} (x{up.scale}) at http://{url_host}:{port}/  (Ctrl-C stops)",
           flush=True)
-    config = uvicorn.Config(create_app(up, name, limits), log_level="warning", access_log=False,
+    config = uvicorn.Config(create_app(up, name, limits, choices), log_level="warning", access_log=False,
                             timeout_graceful_shutdown=5)
     try:
         uvicorn.Server(config).run(sockets=[sock])

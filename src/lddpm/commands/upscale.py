@@ -14,11 +14,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from lddpm.commands import sampling
 from lddpm.data.imageio import DEFAULT_QUALITY, SAVE_FORMATS
-from lddpm.diffusion.consistency import CONSISTENCY
-from lddpm.diffusion.samplers import SAMPLERS
 from lddpm.errors import UserError
-from lddpm.precision import DEVICES, PRECISIONS
 
 OUTPUT_EXTS = ("png", "jpg", "webp")
 
@@ -42,29 +40,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="checkpoint, run or export directory, or a shipped model name "
                              "(default: the shipped model, see `lddpm models`)")
     parser.add_argument("--scale", type=int, help="must match the checkpoint's scale (checked)")
-    parser.add_argument("--sampler", choices=list(SAMPLERS),
-                        help="default: the model's own (the shipped model: its measured best)")
-    parser.add_argument("--steps", type=int,
-                        help="sampling steps (default: the model's; ddim 50; lddpm: the trained K)")
-    parser.add_argument("--consistency", choices=list(CONSISTENCY),
-                        help="make the output's bicubic downscale equal the input: at every "
-                             "step, at the end, or none (default: the model's)")
-    parser.add_argument("--precision", default="auto", choices=list(PRECISIONS),
-                        help="bf16 autocast where the CPU/GPU does it fast (auto), or fp32")
-    parser.add_argument("--eta", type=float, default=0.0, help="DDIM eta in [0, 1] (0 = deterministic)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--num-samples", type=int, default=1, help="samples per input (one-to-many)")
     parser.add_argument("--reference", action="append", default=[], metavar="IMG",
                         help="reference image whose tokens join the LR's in cross-attention (v2/v3)")
-    parser.add_argument("--tile", type=int,
-                        help="LR tile side for large inputs (default: automatic, see README; 0 = whole image)")
-    parser.add_argument("--tile-overlap", type=int,
-                        help="LR pixels shared by neighbouring tiles, blended linearly (default: min(8, tile/4))")
-    parser.add_argument("--device", default="cpu", help=f"{' | '.join(DEVICES)} (default: cpu)")
-    parser.add_argument("--raw-weights", action="store_true", help="use the online weights, not the EMA")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.add_argument("--side-by-side", action="store_true",
                         help="also write NAME_compare.png: LR (nearest) | bicubic | result(s)")
+    sampling.add_arguments(parser)
 
 
 def _inputs(paths: list[str]) -> list[Path]:
@@ -118,14 +99,7 @@ def _sample_names(base: Path, num_samples: int) -> list[Path]:
 
 
 def _check_args(args: argparse.Namespace) -> None:
-    if args.num_samples < 1:
-        raise UserError(f"--num-samples must be >= 1, got {args.num_samples}")
-    if not 0.0 <= args.eta <= 1.0:
-        raise UserError(f"--eta must be in [0, 1], got {args.eta}")
-    if args.tile is not None and args.tile != 0 and args.tile < 8:
-        raise UserError(f"--tile must be 0 (whole image) or >= 8 LR pixels, got {args.tile}")
-    if args.tile_overlap is not None and args.tile_overlap < 0:
-        raise UserError(f"--tile-overlap must be >= 0, got {args.tile_overlap}")
+    """The options of this command alone (the sampling ones are checked by the plan)."""
     if args.quality is not None and not 1 <= args.quality <= 100:
         raise UserError(f"--quality must be in 1..100, got {args.quality}")
     if args.quality is not None and args.ext == "png":
@@ -141,18 +115,15 @@ def run(args: argparse.Namespace) -> int:
 
     from lddpm.data.imageio import load_image, to_tensor
     from lddpm.errors import display_path
-    from lddpm.inference import Upscaler
-    from lddpm.precision import resolve_device
 
     _check_args(args)
-    device = resolve_device(args.device)  # before any work: a missing GPU is the one error
     files = _inputs(args.inputs)
-    up = Upscaler.from_pretrained(args.checkpoint, device=device, use_ema=not args.raw_weights,
-                                  precision=args.precision)
+    up = sampling.load(args, args.checkpoint)
+    plan = up.plan(sampling.choices(args))  # every sampling choice checked before any work
     if args.scale is not None and args.scale != up.scale:
         raise UserError(f"--scale {args.scale}: this checkpoint was trained for x{up.scale}")
     label = f"x{args.outscale:g}" if args.outscale else f"x{up.scale}"
-    targets = _targets(files, Path(args.output) if args.output else None, args.num_samples,
+    targets = _targets(files, Path(args.output) if args.output else None, plan.num_samples,
                        label, args.ext)
     sbs = [_side_by_side_path(group[0]) if args.side_by_side else None for group in targets]
     existing = [p for group in targets for p in group if p.exists()]
@@ -161,12 +132,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{display_path(existing[0])} exists (and {len(existing) - 1} more); "
                         "pass --overwrite to replace")
     refs = [to_tensor(load_image(r))[None] for r in args.reference]
-    sampler, steps, consistency = up.resolve(args.sampler, args.steps, args.consistency)
-    up.spec(sampler, steps, args.eta)  # fail on a bad sampler/steps before any work
-    options = {"sampler": sampler, "steps": steps, "seed": args.seed,
-               "num_samples": args.num_samples, "eta": args.eta, "references": refs,
-               "tile": args.tile, "tile_overlap": args.tile_overlap, "consistency": consistency}
-    work = [_evaluations(up, f, options) for f in files]
+    options = {"plan": plan, "seed": args.seed, "references": refs}
+    work = [_evaluations(plan, f) for f in files]
     bar = tqdm(total=sum(work), desc="upscale", unit="eval", dynamic_ncols=True)
     failures = 0
     for i, (f, outs, sbs_path, n) in enumerate(zip(files, targets, sbs, work)):
@@ -191,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _evaluations(up, f: Path, options: dict) -> int:
+def _evaluations(plan, f: Path) -> int:
     """Network evaluations that upscaling file f will run (0 if its header is unreadable:
     the error comes when it is loaded)."""
     from lddpm.data.imageio import image_size
@@ -200,8 +167,7 @@ def _evaluations(up, f: Path, options: dict) -> int:
         h, w = image_size(f)
     except UserError:
         return 0
-    return up.count_evaluations(h, w, options["sampler"], options["steps"], options["tile"],
-                                options["tile_overlap"], options["num_samples"])
+    return plan.evaluations(h, w)
 
 
 def _upscale_one(up, f: Path, outs: list[Path], sbs_path: Path | None, args, options, progress) -> None:

@@ -275,7 +275,7 @@ def check_savable(path: Path, photo: Photo) -> str:
                         f"use one of {', '.join(SAVE_FORMATS)}")
     if fmt == "JPEG" and photo.alpha is not None:
         raise UserError(f"{path}: JPEG has no alpha channel (the input has one); "
-                        "use --ext png or --ext webp")
+                        "write png or webp")
     return fmt
 
 

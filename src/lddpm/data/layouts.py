@@ -46,12 +46,12 @@ def _scale_folder(parent: Path, name: str, scale: int, option_hint: str) -> Path
     pattern = re.sub(r"\d+$", "", name)
     present = sorted(p.name for p in parent.iterdir() if p.is_dir() and p.name.startswith(pattern))
     have = f"; found: {', '.join(present)}" if present else ""
-    raise UserError(f"no x{scale} LR folder {folder}{have} ({option_hint})")
+    raise UserError(f"no x{scale} LR folder {folder}{have} ({option_hint})", option="scale")
 
 
 def _benchmark_layouts(root: Path, scale: int) -> Layout | None:
     """The standard benchmark layouts, for `root` being the set's folder."""
-    hint = "pick another --scale or give --lr-data"
+    hint = "pick another scale or give the LR folder"
     if (root / "HR").is_dir() and (root / "LR_bicubic").is_dir():
         lr = _scale_folder(root / "LR_bicubic", f"X{scale}", scale, hint)
         return Layout("set-hr-lr_bicubic", root / "HR", lr)
@@ -62,7 +62,7 @@ def _benchmark_layouts(root: Path, scale: int) -> Layout | None:
     pairs = [p for p in sorted(root.glob("*_HR")) if (root / f"{p.name[:-3]}_LR_bicubic").is_dir()]
     if len(pairs) > 1:
         names = ", ".join(str(p) for p in pairs)
-        raise UserError(f"{root} holds several HR/LR sets ({names}): point --data at one of them")
+        raise UserError(f"{root} holds several HR/LR sets ({names}): give one of them", option="data")
     if pairs:
         lr_parent = root / f"{pairs[0].name[:-3]}_LR_bicubic"
         return Layout("div2k", pairs[0], _scale_folder(lr_parent, f"X{scale}", scale, hint))
@@ -72,14 +72,14 @@ def _benchmark_layouts(root: Path, scale: int) -> Layout | None:
 
 
 def _sibling_layout(hr_dir: Path, scale: int) -> Layout | None:
-    """`--data` pointing at a benchmark's HR folder: look for its LR beside it."""
+    """The data folder being a benchmark's HR folder: look for its LR beside it."""
     parent = hr_dir.parent
     if hr_dir.name == "HR" and (parent / "LR_bicubic").is_dir():
         return _benchmark_layouts(parent, scale)
     if hr_dir.name == "GTmod12" and any(parent.glob("LRbicx*")):
         return _benchmark_layouts(parent, scale)
     if hr_dir.name.endswith("_HR") and (parent / f"{hr_dir.name[:-3]}_LR_bicubic").is_dir():
-        hint = "pick another --scale or give --lr-data"
+        hint = "pick another scale or give the LR folder"
         lr_parent = parent / f"{hr_dir.name[:-3]}_LR_bicubic"
         return Layout("div2k", hr_dir, _scale_folder(lr_parent, f"X{scale}", scale, hint))
     return None
@@ -89,10 +89,10 @@ def resolve_layout(data: str | Path, scale: int, lr_data: str | Path | None = No
     """Which folders hold the HR and LR images (see the module docstring)."""
     root = Path(data)
     if not root.is_dir():
-        raise UserError(f"--data folder not found: {root}")
+        raise UserError(f"data folder not found: {root}", option="data")
     if lr_data is not None:
         if not Path(lr_data).is_dir():
-            raise UserError(f"--lr-data folder not found: {lr_data}")
+            raise UserError(f"LR folder not found: {lr_data}", option="lr_data")
         return Layout("paired", root, Path(lr_data))
     found = _benchmark_layouts(root, scale) or _sibling_layout(root, scale)
     return found or Layout("hr-folder", root, None)

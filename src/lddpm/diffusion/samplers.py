@@ -1,24 +1,25 @@
 """Samplers: ddpm (ancestral), ddim (any step count, eta), lddpm (the K-step GAN chain).
 
-All three share one interface and one loop shape:
+Each takes the timesteps array it visits, as k-diffusion's samplers take `sigmas`:
 
-    spec = sampler_spec("ddim", 20, sched.timesteps, trained_chain(cfg.gan))
-    x0 = sample(denoise, shape, sched, spec, generator)
+    taus = set_timesteps("ddim", 20, sched.timesteps)        # decided once, e.g. in a SamplingPlan
+    x0 = sample("ddim", denoise, x_T, sched, taus, eta=0.0, generator=gen)
 
 `denoise(x_t, t) -> (x0-hat, eps)` is a `lddpm.diffusion.denoiser.Denoiser` (it owns the
 parameterisation and the clip) or any function of that shape; t is a (B,) int64 array.
-Every random number comes from `generator`, so a seed fixes the sample.
+Every random number comes from `generator`, so a seed fixes the sample; one network
+evaluation per timestep.
 
-The step count is decided in one place, `set_timesteps` (as diffusers' scheduler method of
+The timesteps are decided in one place, `set_timesteps` (as diffusers' scheduler method of
 that name): (sampler, steps, the checkpoint's trained chain) -> the timesteps visited, with
-the one default per sampler and the one error type (`SamplingError`). It is chosen at
-sampling time, never baked into a checkpoint; the training GAN chain uses it too.
+the one default per sampler and the one error type (`SamplingError`). ddim's step count is
+chosen at sampling time; ddpm runs all T; lddpm runs only the K-step chain its checkpoint's
+GAN was trained for (the training GAN chain asks `set_timesteps` too).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -28,23 +29,15 @@ from lddpm.diffusion.schedule import Schedule, _column, posterior_mean_var, sele
 from lddpm.errors import SamplingError
 from lddpm.rng import randn
 
-__all__ = ["SAMPLERS", "SamplerSpec", "SamplingError", "sample", "sampler_spec", "set_timesteps"]
+__all__ = ["SAMPLERS", "SamplingError", "sample", "sample_ancestral", "sample_ddim", "set_timesteps",
+           "trained_chain"]
 
 DenoiseFn = Callable[[torch.Tensor, np.ndarray], tuple[torch.Tensor, torch.Tensor]]
+Progress = Callable[[int], None]
 DEFAULT_DDIM_STEPS = 50  # ddim's step count when none is given (at most T)
 
 # The K-step chain a checkpoint's GAN was trained for: (K, timestep rule); None without gan.
 Chain = tuple[int, str]
-
-
-@dataclass
-class SamplerSpec:
-    """What `sample` runs. For lddpm, `steps` and `timestep_rule` are the trained chain."""
-
-    name: str = "ddim"
-    steps: int | None = None  # None: the sampler's default (`set_timesteps`)
-    eta: float = 0.0
-    timestep_rule: str = "uniform"
 
 
 def trained_chain(gan: GANConfig) -> Chain | None:
@@ -59,37 +52,30 @@ def set_timesteps(sampler: str, steps: int | None, timesteps: int,
 
     steps None = the default: ddpm all T, ddim min(50, T), lddpm the trained K. ddpm runs
     only its T steps; lddpm only the `chain` it was trained for (None: the checkpoint has
-    no gan part). Anything else is a SamplingError (UserError and ValueError) naming the fix.
+    no gan part). Anything else is a SamplingError (UserError and ValueError) naming the
+    choice at fault (`option`: "sampler" or "steps"), in words, not in command-line flags.
     """
     if sampler not in SAMPLERS:
-        raise SamplingError(f"unknown sampler {sampler!r}; valid: {', '.join(SAMPLERS)}")
+        raise SamplingError(f"unknown sampler {sampler!r}; valid: {', '.join(SAMPLERS)}", option="sampler")
     if sampler == "ddpm":
         if steps not in (None, timesteps):
-            raise SamplingError(f"ddpm runs all {timesteps} steps; for {steps} steps use --sampler ddim")
+            raise SamplingError(f"ddpm runs all {timesteps} steps, not {steps}; "
+                                "the ddim sampler takes any step count", option="steps")
         return np.arange(timesteps - 1, -1, -1)
     if sampler == "lddpm":
         if chain is None:
-            raise SamplingError(
-                "the lddpm sampler needs a checkpoint trained with the gan part; use --sampler ddim")
+            raise SamplingError("the lddpm sampler needs a checkpoint trained with the gan part; "
+                                "the ddim sampler works with any checkpoint", option="sampler")
         k, rule = chain
         if steps not in (None, k):
             raise SamplingError(
-                f"this checkpoint's GAN was trained for {k} steps, not {steps}: "
-                f"use --steps {k}, or --sampler ddim --steps {steps}")
+                f"this checkpoint's GAN was trained for {k} steps, not {steps}: use {k} steps, "
+                f"or the ddim sampler with {steps} steps", option="steps")
         return select_timesteps(timesteps, k, rule)[::-1]
     steps = min(DEFAULT_DDIM_STEPS, timesteps) if steps is None else steps
     if not 1 <= steps <= timesteps:
-        raise SamplingError(f"--steps must be in 1..{timesteps}, got {steps}")
+        raise SamplingError(f"steps must be in 1..{timesteps}, got {steps}", option="steps")
     return select_timesteps(timesteps, steps)[::-1]
-
-
-def sampler_spec(sampler: str, steps: int | None, timesteps: int, chain: Chain | None = None,
-                 eta: float = 0.0) -> SamplerSpec:
-    """A checked SamplerSpec with its step count filled in (`set_timesteps` decides both)."""
-    count = len(set_timesteps(sampler, steps, timesteps, chain))
-    if sampler == "lddpm":
-        return SamplerSpec("lddpm", count, 0.0, chain[1])
-    return SamplerSpec(sampler, count, eta)
 
 
 def _randn(shape, generator, like: torch.Tensor) -> torch.Tensor:
@@ -115,40 +101,45 @@ def ddim_step(sched, x_t, x0, eps, s, t, eta, generator):
     return x_s
 
 
-def timesteps_for(sched: Schedule, spec: SamplerSpec) -> np.ndarray:
-    """The decreasing timesteps a spec visits (`set_timesteps`; lddpm's chain is the spec's)."""
-    chain = (spec.steps, spec.timestep_rule) if spec.name == "lddpm" and spec.steps else None
-    return set_timesteps(spec.name, spec.steps, sched.timesteps, chain)
-
-
-@torch.no_grad()
-def sample(
-    denoise: DenoiseFn,
-    shape: tuple[int, ...],
-    sched: Schedule,
-    spec: SamplerSpec,
-    generator: torch.Generator | None,
-    device: torch.device | str = "cpu",
-    x_T: torch.Tensor | None = None,
-    progress: Callable[[int], None] | None = None,
-) -> torch.Tensor:
-    """Runs the reverse chain from x_T ~ N(0, I) to x0: `shape` (B,C,H,W), x_T of that
-    shape (default: drawn from `generator`). Returns x0-hat (B,C,H,W). `progress(1)` after
-    every network evaluation."""
-    taus = timesteps_for(sched, spec)
-    x = x_T if x_T is not None else randn(shape, generator, device)
-    for i, t in enumerate(taus):
-        s = int(taus[i + 1]) if i + 1 < len(taus) else -1
+def sample_ddim(denoise: DenoiseFn, x_T: torch.Tensor, sched: Schedule, timesteps: np.ndarray,
+                eta: float = 0.0, generator: torch.Generator | None = None,
+                progress: Progress | None = None) -> torch.Tensor:
+    """DDIM (Song et al.) from x_T down the decreasing `timesteps`; eta = 0 is deterministic,
+    eta = 1 on the full grid is DDPM. Returns x0-hat (B,C,H,W)."""
+    x = x_T
+    for i, t in enumerate(timesteps):
+        s = int(timesteps[i + 1]) if i + 1 < len(timesteps) else -1
         x0, eps = denoise(x, np.full(x.shape[0], int(t), dtype=np.int64))
-        if spec.name == "ddim":
-            x = ddim_step(sched, x, x0, eps, s, int(t), spec.eta, generator)
-        else:  # ddpm (s = t-1) and lddpm (respaced K-step chain): posterior sampling
-            x = ddpm_step(sched, x, x0, s, int(t), generator)
+        x = ddim_step(sched, x, x0, eps, s, int(t), eta, generator)  # Song et al. Eq. 12
         if progress is not None:
             progress(1)
     return x
 
 
-def model_evaluations(sched: Schedule, spec: SamplerSpec) -> int:
-    """Network evaluations of one `sample` call: one per timestep visited."""
-    return len(timesteps_for(sched, spec))
+def sample_ancestral(denoise: DenoiseFn, x_T: torch.Tensor, sched: Schedule, timesteps: np.ndarray,
+                     generator: torch.Generator | None = None,
+                     progress: Progress | None = None) -> torch.Tensor:
+    """Posterior sampling x_s ~ q(x_s | x_t, x0-hat) down the decreasing `timesteps`: ddpm
+    on all T (s = t - 1, Eq. 5-6), lddpm on its respaced K-step chain (Eq. 15). Returns
+    x0-hat (B,C,H,W)."""
+    x = x_T
+    for i, t in enumerate(timesteps):
+        s = int(timesteps[i + 1]) if i + 1 < len(timesteps) else -1
+        x0, _ = denoise(x, np.full(x.shape[0], int(t), dtype=np.int64))
+        x = ddpm_step(sched, x, x0, s, int(t), generator)  # Eq. 5-6 (ddpm), Eq. 15 (lddpm)
+        if progress is not None:
+            progress(1)
+    return x
+
+
+@torch.no_grad()
+def sample(sampler: str, denoise: DenoiseFn, x_T: torch.Tensor, sched: Schedule,
+           timesteps: np.ndarray, eta: float = 0.0, generator: torch.Generator | None = None,
+           progress: Progress | None = None) -> torch.Tensor:
+    """Runs `sampler`'s reverse chain from x_T (B,C,H,W) over `timesteps` (`set_timesteps`);
+    x0-hat (B,C,H,W). `progress(1)` after every network evaluation. eta: ddim only."""
+    if sampler == "ddim":
+        return sample_ddim(denoise, x_T, sched, timesteps, eta, generator, progress)
+    if sampler in ("ddpm", "lddpm"):
+        return sample_ancestral(denoise, x_T, sched, timesteps, generator, progress)
+    raise SamplingError(f"unknown sampler {sampler!r}; valid: {', '.join(SAMPLERS)}", option="sampler")

@@ -31,7 +31,7 @@ def resolve_model(name_or_path: str | Path | None) -> Path:
         return models[name]
     if name_or_path is None:
         raise UserError(f"the shipped model {DEFAULT_MODEL} is missing from this install; "
-                        "give --checkpoint PATH")
+                        "give a checkpoint", option="checkpoint")
     path = Path(name_or_path)
     if not path.exists():
         known = ", ".join(models) or "none"

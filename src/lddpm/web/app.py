@@ -24,7 +24,7 @@ import json
 import re
 import secrets
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -37,7 +37,7 @@ from starlette.staticfiles import StaticFiles
 from lddpm.data.imageio import image_size, load_image, to_tensor
 from lddpm.diffusion.samplers import SAMPLERS
 from lddpm.errors import UserError
-from lddpm.inference import Upscaler
+from lddpm.inference import SamplingChoices, Upscaler
 from lddpm.web.worker import Job, Params, Slot, Worker
 
 STATIC = Path(__file__).parent / "static"
@@ -59,9 +59,13 @@ class HTTPError(Exception):
         self.status = status
 
 
-def create_app(up: Upscaler, model_name: str, limits: Limits = Limits()) -> Starlette:
+def create_app(up: Upscaler, model_name: str, limits: Limits = Limits(),
+               choices: SamplingChoices | None = None) -> Starlette:
     """The app for one loaded model. Its temporary folder and worker live as long as the app
-    runs (Starlette's lifespan), so a test can start and stop it in-process."""
+    runs (Starlette's lifespan), so a test can start and stop it in-process. `choices`: the
+    server's sampling choices (`lddpm serve --sampler ... --tile ...`), over which a request
+    picks its sampler, steps, seed and samples."""
+    choices = choices or SamplingChoices()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
@@ -78,32 +82,36 @@ def create_app(up: Upscaler, model_name: str, limits: Limits = Limits()) -> Star
     app = Starlette(
         routes=[
             Route("/", lambda request: FileResponse(STATIC / "index.html")),
-            Route("/api/info", lambda request: JSONResponse(model_info(up, model_name, limits))),
+            Route("/api/info", lambda request: JSONResponse(model_info(up, model_name, limits, choices))),
             Route("/api/upscale", upscale, methods=["POST"]),
             Route("/results/{path:path}", result_file),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ],
         lifespan=lifespan,
     )
-    app.state.up, app.state.limits = up, limits
+    app.state.up, app.state.limits, app.state.choices = up, limits, choices
     return app
 
 
-def model_info(up: Upscaler, model_name: str, limits: Limits) -> dict:
-    """What the page needs to offer only valid choices."""
+def model_info(up: Upscaler, model_name: str, limits: Limits,
+               choices: SamplingChoices | None = None) -> dict:
+    """What the page needs to offer only valid choices (each sampler's steps as its plan
+    would run them; the default sampler's as the server's plan runs it)."""
+    choices = choices or SamplingChoices()
     samplers = {}
     for name in sorted(SAMPLERS, key=lambda n: n == "ddpm"):  # the menu: all-T-step ddpm last
         try:
-            default_steps = up.model_evaluations(name, None)
+            default_steps = up.plan(replace(choices, sampler=name, steps=None)).steps
         except UserError:
             continue  # e.g. lddpm without a GAN-trained checkpoint
         # ddpm and lddpm run a fixed number of steps; ddim takes any count up to T
         fixed = name != "ddim"
         samplers[name] = {"default_steps": default_steps, "min_steps": default_steps if fixed else 1,
                           "max_steps": default_steps if fixed else up.sched.timesteps}
-    default_sampler, default_steps, _ = up.resolve(None, None, None)
-    if default_sampler in samplers and default_steps is not None:
-        samplers[default_sampler]["default_steps"] = default_steps
+    default = up.plan(choices)
+    default_sampler = default.sampler
+    if default_sampler in samplers:
+        samplers[default_sampler]["default_steps"] = default.steps
     return {
         "model": model_name,
         "scale": up.scale,
@@ -121,7 +129,7 @@ async def upscale(request: Request) -> Response:
     worker: Worker = request.app.state.worker
     slot: Slot | None = None
     try:
-        params = parse_params(request.query_params, up, limits)
+        params = parse_params(request.query_params, up, limits, request.app.state.choices)
         name = _display_name(request.query_params.get("name", ""))
         # The place is taken before the upload is read: checked and taken in one step, so
         # simultaneous uploads cannot all pass the check while the queue still looks empty.
@@ -144,8 +152,11 @@ async def upscale(request: Request) -> Response:
                              headers={"Cache-Control": "no-store"})
 
 
-def parse_params(query, up: Upscaler, limits: Limits) -> Params:
-    """Query string -> Params; a bad value is a UserError naming the field."""
+def parse_params(query, up: Upscaler, limits: Limits,
+                 choices: SamplingChoices | None = None) -> Params:
+    """Query string -> Params (the request's plan over the server's `choices`, and its
+    seed); a bad value is a UserError naming the field."""
+    choices = choices or SamplingChoices()
     def integer(key: str, default: int | None, lo: int, hi: int) -> int | None:
         raw = query.get(key, "").strip()
         if not raw:
@@ -160,11 +171,13 @@ def parse_params(query, up: Upscaler, limits: Limits) -> Params:
 
     sampler = query.get("sampler", "").strip() or None
     steps = integer("steps", None, 1, up.sched.timesteps)
-    params = Params(sampler, steps, seed=integer("seed", 0, 0, 2**31 - 1),
-                    num_samples=integer("samples", 1, 1, limits.max_samples))
-    resolved_sampler, resolved_steps, _ = up.resolve(sampler, steps, None)
-    up.spec(resolved_sampler, resolved_steps)  # raises UserError for an invalid combination
-    return params
+    seed = integer("seed", 0, 0, 2**31 - 1)
+    samples = integer("samples", 1, 1, limits.max_samples)
+    # a sampler picked on the page comes with its own steps (None: that sampler's default)
+    asked = replace(choices, sampler=sampler, steps=steps) if sampler else \
+        replace(choices, steps=choices.steps if steps is None else steps)
+    plan = up.plan(replace(asked, num_samples=samples))  # UserError for an invalid combination
+    return Params(plan, seed)
 
 
 def _display_name(raw: str) -> str:

@@ -30,7 +30,7 @@ import torch
 from lddpm.data.imageio import save_image
 from lddpm.data.resize import imresize
 from lddpm.errors import UserError
-from lddpm.inference import Upscaler, _starts
+from lddpm.inference import SamplingPlan, Upscaler
 
 log = logging.getLogger("lddpm.web")
 
@@ -41,12 +41,10 @@ class JobCancelled(Exception):
 
 @dataclass(frozen=True)
 class Params:
-    """The user's sampling choices, already validated against the model."""
+    """A request's sampling: its plan (resolved and checked against the model) and seed."""
 
-    sampler: str | None  # None: the model's default sampler and steps
-    steps: int | None
+    plan: SamplingPlan
     seed: int = 0
-    num_samples: int = 1
 
 
 @dataclass(eq=False)  # jobs are compared by identity (in the pending list), not by tensor
@@ -58,21 +56,6 @@ class Job:
     id: str = field(default_factory=lambda: secrets.token_hex(8))
     cancel: threading.Event = field(default_factory=threading.Event)
     started: bool = False
-
-
-def expected_evaluations(up: Upscaler, h: int, w: int, params: Params) -> int:
-    """Network evaluations `up.upscale` will run on an h x w LR: per tile x tiles x samples.
-
-    Mirrors the tiling of `Upscaler.upscale` (auto tile, overlap min(8, tile // 4)) so the
-    page's progress bar ends at 100%; tests/test_serve.py checks it against `up.evaluations`.
-    """
-    sampler, steps, _ = up.resolve(params.sampler, params.steps, None)
-    tile = up.auto_tile()
-    tiles = 1
-    if max(h, w) > tile:
-        step = max(1, tile - min(8, tile // 4))
-        tiles = len(_starts(h, tile, step)) * len(_starts(w, tile, step))
-    return up.model_evaluations(sampler, steps) * tiles * params.num_samples
 
 
 class Slot:
@@ -180,7 +163,7 @@ class Worker:
     def _upscale(self, job: Job) -> dict:
         p, up = job.params, self.up
         h, w = job.lr.shape[-2:]
-        total = expected_evaluations(up, h, w, p)
+        total = p.plan.evaluations(h, w)  # what `progress` will count: the bar ends at 100%
         job.notify({"event": "started", "total": total})
         done = 0
 
@@ -192,24 +175,23 @@ class Worker:
             job.notify({"event": "progress", "done": done, "total": total})
 
         before, start = up.evaluations, time.perf_counter()
-        sr = up.upscale(job.lr, p.sampler, p.steps, p.seed, p.num_samples, progress=progress)
+        sr = up.upscale(job.lr, seed=p.seed, plan=p.plan, progress=progress)
         seconds = time.perf_counter() - start
-        sampler, steps, _ = up.resolve(p.sampler, p.steps, None)
         result = {
             "id": job.id,
             "name": job.name,
             "lr_size": [w, h],
             "size": [w * up.scale, h * up.scale],
             "scale": up.scale,
-            "sampler": sampler,
-            "steps": up.model_evaluations(sampler, steps),
+            "sampler": p.plan.sampler,
+            "steps": p.plan.steps,
             "seed": p.seed,
             "seconds": round(seconds, 3),
             "evaluations": up.evaluations - before,
             **self._save(job, sr),
         }
         log.info("%s: %dx%d -> %dx%d, %s %d steps, %d sample(s), %.1f s", job.name, w, h,
-                 *result["size"], sampler, result["steps"], p.num_samples, seconds)
+                 *result["size"], p.plan.sampler, p.plan.steps, p.plan.num_samples, seconds)
         return result
 
     def _save(self, job: Job, sr: torch.Tensor) -> dict:
