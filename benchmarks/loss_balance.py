@@ -44,7 +44,7 @@ def measure(crop: int, train_dir: Path) -> dict[str, float]:
         net, disc = build_network(cfg), build_discriminator(cfg)
         obj = Objective(cfg, Schedule.from_config(cfg.diffusion))
         data = HRFolder(train_dir, cfg.data.scale, crop, Degradation(cfg.data), seed=seed)
-        batch = {k: torch.stack([data[i][k] for i in range(8)]) for k in ("hr", "lr")}
+        batch = {k: torch.stack([data[i][k] for i in range(8)]) * 2 - 1 for k in ("hr", "lr")}  # the net's range
         gen = torch.Generator().manual_seed(seed)
         cond = net.condition(batch["lr"])
         x0 = obj.param.x0_from_image(batch["hr"], cond.up)

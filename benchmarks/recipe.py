@@ -49,7 +49,7 @@ def residual_std(photos, crops: int = 256) -> float:
     values = []
     for i in range(crops):
         item = data[(i % len(data), i // len(data))]
-        values.append((item["hr"] - imresize(item["lr"], scale=4)).flatten())
+        values.append(2 * (item["hr"] - imresize(item["lr"], scale=4)).flatten())  # [0, 1] -> [-1, 1] units
     return float(torch.cat(values).std())
 
 

@@ -97,7 +97,9 @@ def test_hrfolder_shapes_and_range(photo_folder):
         sample = dataset[index]
         assert sample["hr"].shape == (3, 32, 32) and sample["lr"].shape == (3, 8, 8)
         assert sample["hr"].dtype == torch.float32 and sample["index"] == index
-        assert -1.0 <= sample["hr"].min() and sample["hr"].max() <= 1.0
+        for key in ("hr", "lr"):  # [0, 1], as every dataset and the Upscaler (datasets.py)
+            assert 0.0 <= sample[key].min() and sample[key].max() <= 1.0
+        assert sample["hr"].min() < 0.5 < sample["hr"].max()  # not squeezed into half the range
 
 
 def test_hrfolder_is_a_function_of_index_and_epoch(photo_folder):
@@ -121,14 +123,14 @@ def test_hrfolder_references_are_other_crops_of_the_same_photo(photo_folder):
     assert b["ref"].shape == b["lr"].shape and not torch.equal(b["ref"], b["lr"])
     # at scale 1 the "LR" is the crop itself: the reference is a window of the same photo
     same = HRFolder(photo_folder, 1, 8, _degradation("bicubic", 1), augment=False, references=True)
-    source = to_tensor(np.asarray(datasets.load_image(same.files[0]))) * 2 - 1
+    source = to_tensor(np.asarray(datasets.load_image(same.files[0])))  # [0, 1], as items are
     windows = source.unfold(1, 8, 1).unfold(2, 8, 1)
     ref = same[(0, 2)]["ref"]
     assert bool((windows == ref[:, None, None]).all(dim=(0, 3, 4)).any())
 
 def test_hrfolder_crop_comes_from_the_image(photo_folder):
     dataset = HRFolder(photo_folder, 2, 8, _degradation("bicubic", 2), augment=False)
-    source = to_tensor(np.asarray(datasets.load_image(dataset.files[0]))) * 2 - 1
+    source = to_tensor(np.asarray(datasets.load_image(dataset.files[0])))  # [0, 1], as items are
     patch = dataset[(0, 0)]["hr"]
     windows = source.unfold(1, 8, 1).unfold(2, 8, 1)  # (3, H-7, W-7, 8, 8)
     matches = (windows == patch[:, None, None]).all(dim=(0, 3, 4))

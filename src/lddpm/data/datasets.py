@@ -1,8 +1,12 @@
 """Datasets: random HR crops for training, full images for evaluation.
 
-HRFolder     training: random crop + flips/rotations, LR made on the fly, values in [-1, 1].
-PairedFolder evaluation: HR and LR folders matched by name, values in [0, 1].
-EvalFolder   evaluation: HR folder, LR made by a Degradation, values in [0, 1].
+HRFolder     training: random crop + flips/rotations, LR made on the fly.
+PairedFolder evaluation: HR and LR folders matched by name.
+EvalFolder   evaluation: HR folder, LR made by a Degradation.
+
+One value range for every dataset: float32 in [0, 1], as images are read (`to_tensor`) and
+as `lddpm.inference.Upscaler` takes and gives them. The network's [-1, 1] is made where the
+network is fed (`Trainer.train_step`, `Upscaler.upscale`), nowhere else.
 
 An image's name is its path relative to the folder without the extension, '/'-separated
 (the file stem in a flat folder).
@@ -101,8 +105,8 @@ class HRFolder(torch.utils.data.Dataset):
     """Random HR crops of any folder of images (recursive), LR made by a Degradation.
 
     `dataset[index]` or `dataset[(index, epoch)]` ->
-        {"lr": (3, crop/s, crop/s) float32 in [-1, 1], "hr": (3, crop, crop) float32 in
-         [-1, 1], "index": int}
+        {"lr": (3, crop/s, crop/s) float32 in [0, 1], "hr": (3, crop, crop) float32 in
+         [0, 1], "index": int}
     and with `references`, "ref": the LR (3, crop/s, crop/s) of another random crop of the
     same photo, degraded the same way: a related view for the cross-attention's reference
     tokens (Fig. 11), drawn after the main crop so the main crop does not change.
@@ -156,9 +160,9 @@ class HRFolder(torch.utils.data.Dataset):
         rng = generator_for(self.seed, epoch, index)
         image = pad_to_at_least(self._image(index), self.crop)
         hr, lr = self._crop_pair(image, rng)
-        item = {"lr": lr * 2 - 1, "hr": hr * 2 - 1, "index": index}
+        item = {"lr": lr, "hr": hr, "index": index}
         if self.references:
-            item["ref"] = self._crop_pair(image, rng)[1] * 2 - 1
+            item["ref"] = self._crop_pair(image, rng)[1]
         return item
 
     def _crop_pair(self, image: np.ndarray, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:

@@ -29,6 +29,8 @@ from lddpm.precision import autocast, resolve_device, resolve_precision
 from lddpm.training.data import STEP_SEED_STRIDE, batch_iterator, training_set, validation_set
 from lddpm.training.distributed import Distributed
 
+IMAGE_KEYS = frozenset({"lr", "hr", "ref"})  # batch entries that are images ([0, 1] as loaded)
+
 
 def step_generator(seed: int, step: int) -> torch.Generator:
     """The generator of step N's diffusion noise, timesteps and chain draws: seeded by (seed, N)."""
@@ -227,11 +229,13 @@ class Trainer:
 
     def train_step(self, batch: dict) -> dict[str, float]:
         """One optimisation step on `batch` ({"lr": (B,3,h,w), "hr": (B,3,sh,sw)[, "ref"]} in
-        [-1, 1], as `HRFolder` gives it): D step (gan part), G step, LR schedule, EMA.
-        Returns the logged scalars (loss terms, grad_norm, lr)."""
+        [0, 1], as every dataset gives it, `HRFolder` here): D step (gan part), G step, LR
+        schedule, EMA. Returns the logged scalars (loss terms, grad_norm, lr)."""
         gen = step_generator(self.cfg.train.seed, self.step)
         torch.manual_seed(self.dist.dropout_seed(self.cfg.train.seed * STEP_SEED_STRIDE + self.step))
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items() if torch.is_tensor(v)}
+        for key in IMAGE_KEYS.intersection(batch):
+            batch[key] = batch[key] * 2 - 1  # the network's range, from here on (the losses too)
         logs: dict[str, float] = {}
         if self.disc is not None:
             logs.update(self._discriminator_step(batch, gen))
