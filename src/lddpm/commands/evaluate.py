@@ -2,7 +2,7 @@
 
 One checkpoint: a Markdown table per image and its mean (PSNR-Y, SSIM-Y, LR-PSNR, NIQE,
 detail ratio, seconds per image, and diversity with --diversity or --num-samples > 1). With --compare: one table, a row per
-method (ENTRY = CHECKPOINT[:SAMPLER[:STEPS]], `realesrgan-x4plus`, or `bicubic`, which is
+method (ENTRY = CHECKPOINT[:SAMPLER[:STEPS]], a network of PEERS, or `bicubic`, which is
 always added), the best of each column in bold. --report writes JSON, --csv writes CSV,
 both with per-image rows.
 Metrics whose pretrained weights are missing are reported as unavailable (one line each on
@@ -23,7 +23,9 @@ from lddpm.diffusion.consistency import CONSISTENCY
 from lddpm.diffusion.samplers import SAMPLERS
 from lddpm.errors import UserError
 
-REALESRGAN = "realesrgan-x4plus"  # a --compare entry that is not a checkpoint
+# --compare entries that are not checkpoints: published x4 networks (lddpm.peers)
+PEERS = ("span-x4", "realsr-x4", "realesrgan-x4plus")
+REALESRGAN = "realesrgan-x4plus"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,7 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="+",
         metavar="ENTRY",
         help="CHECKPOINT[:SAMPLER[:STEPS]][:CONSISTENCY] entries (and/or `bicubic`, "
-        "`realesrgan-x4plus`) to compare; CHECKPOINT may be a shipped model name",
+        "`span-x4`, `realsr-x4`, `realesrgan-x4plus`) to compare; CHECKPOINT may be a "
+        "shipped model name",
     )
     what.add_argument(
         "--diversity", action="store_true",
@@ -176,11 +179,12 @@ def build_methods(args: argparse.Namespace, upscalers: _Upscalers) -> list[Any]:
     for entry in entries:
         if entry == "bicubic" or entry in seen:
             continue
-        if entry == REALESRGAN:
-            from lddpm.realesrgan import RealESRGANMethod
+        if entry in PEERS:
+            from lddpm.peers import PeerMethod
 
             seen.add(entry)
-            methods.append(RealESRGANMethod(args.realesrgan_weights, args.device, args.tile))
+            weights = args.realesrgan_weights if entry == REALESRGAN else None
+            methods.append(PeerMethod(entry, weights, args.device, args.tile))
             continue
         rest, consistency = split_consistency(entry, args.consistency)
         path, sampler, steps = parse_entry(rest, args.sampler, args.steps)
