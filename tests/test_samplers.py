@@ -158,8 +158,8 @@ def test_unknown_sampler_raises():
 
 def test_set_timesteps_is_the_one_place_the_step_count_is_decided():
     from lddpm.config import build_preset
-    from lddpm.diffusion.objective import Objective
     from lddpm.errors import SamplingError, UserError
+    from lddpm.losses.objective import Objective
 
     # one default per sampler
     assert len(set_timesteps("ddpm", None, T)) == T
@@ -172,9 +172,16 @@ def test_set_timesteps_is_the_one_place_the_step_count_is_decided():
     chain = (cfg.gan.chain_steps, cfg.gan.timestep_rule)
     taus = Objective(cfg, Schedule.from_config(cfg.diffusion)).taus
     np.testing.assert_array_equal(taus[::-1], set_timesteps("lddpm", None, 1000, chain))
+    # fewer steps than the trained chain: evenly spread steps of it, first and last kept
+    chain = set_timesteps("lddpm", None, 1000, (4, "quadratic"))
+    assert list(chain) == [999, 561, 249, 61]
+    assert list(set_timesteps("lddpm", 2, 1000, (4, "quadratic"))) == [999, 61]
+    assert list(set_timesteps("lddpm", 3, 1000, (4, "quadratic"))) == [999, 249, 61]
+    assert list(set_timesteps("lddpm", 1, 1000, (4, "quadratic"))) == [999]
     # one error type: a one-line CLI error that library callers can catch as ValueError
     for args in [("euler", None, T), ("ddpm", 10, T), ("ddim", 0, T), ("ddim", T + 1, T),
-                 ("lddpm", None, T, None), ("lddpm", 3, T, (4, "uniform"))]:
+                 ("lddpm", None, T, None), ("lddpm", 5, T, (4, "uniform")),
+                 ("lddpm", 0, T, (4, "uniform"))]:
         with pytest.raises(SamplingError) as caught:
             set_timesteps(*args)
         assert isinstance(caught.value, UserError) and isinstance(caught.value, ValueError)

@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser, *, run: bool = True, samples:
                        help=f"{purpose}: the model's own (the shipped model: its measured best)")
     group.add_argument("--steps", type=int,
                        help=f"sampling steps ({purpose}: the model's; ddim 50; ddpm all T; "
-                            "lddpm only its trained K)")
+                            "lddpm 1..K of its trained K-step chain)")
     group.add_argument("--consistency", choices=list(CONSISTENCY),
                        help="make the output's bicubic downscale equal the input: at every "
                             f"step, at the end, or none ({purpose}: the model's)")

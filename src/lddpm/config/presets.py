@@ -86,7 +86,7 @@ def _part_detail(c: Config) -> None:
     - Perceptual terms unweighted in t: a v model's x0-hat is bounded at every t (its
       derivative in v is sqrt(1 - alphabar) <= 1), so the alphabar weighting, made for eps
       models, would only switch them off (4e-5 at t = T-1).
-    - The chain on the quadratic rule (tau = 62, 249, 562, 999 for K = 4): on the linear
+    - The chain on the quadratic rule (tau = 61, 249, 561, 999 for K = 4): on the linear
       schedule the uniform rule's x_749 carries x0 at amplitude 0.06 under unit noise, so the
       discriminator would judge noise at three of its four steps.
     - KL at the ELBO's balance: L_DDPM is a mean over 3 H W values, the KL a mean over

@@ -13,8 +13,9 @@ evaluation per timestep.
 The timesteps are decided in one place, `set_timesteps` (as diffusers' scheduler method of
 that name): (sampler, steps, the checkpoint's trained chain) -> the timesteps visited, with
 the one default per sampler and the one error type (`SamplingError`). ddim's step count is
-chosen at sampling time; ddpm runs all T; lddpm runs only the K-step chain its checkpoint's
-GAN was trained for (the training GAN chain asks `set_timesteps` too).
+chosen at sampling time; ddpm runs all T; lddpm runs the K-step chain its checkpoint's GAN
+was trained for, or n < K of its steps (`chain_subset`; the training GAN chain asks
+`set_timesteps` too).
 """
 
 from __future__ import annotations
@@ -51,8 +52,8 @@ def set_timesteps(sampler: str, steps: int | None, timesteps: int,
     """The decreasing timesteps (int64, (N,)) that `sampler` visits on a T-step schedule.
 
     steps None = the default: ddpm all T, ddim min(50, T), lddpm the trained K. ddpm runs
-    only its T steps; lddpm only the `chain` it was trained for (None: the checkpoint has
-    no gan part). Anything else is a SamplingError (UserError and ValueError) naming the
+    only its T steps; lddpm 1..K steps of the `chain` it was trained for (`chain_subset`;
+    None: the checkpoint has no gan part). Anything else is a SamplingError (UserError and ValueError) naming the
     choice at fault (`option`: "sampler" or "steps"), in words, not in command-line flags.
     """
     if sampler not in SAMPLERS:
@@ -67,15 +68,23 @@ def set_timesteps(sampler: str, steps: int | None, timesteps: int,
             raise SamplingError("the lddpm sampler needs a checkpoint trained with the gan part; "
                                 "the ddim sampler works with any checkpoint", option="sampler")
         k, rule = chain
-        if steps not in (None, k):
+        if steps is not None and not 1 <= steps <= k:
             raise SamplingError(
-                f"this checkpoint's GAN was trained for {k} steps, not {steps}: use {k} steps, "
+                f"this checkpoint's GAN was trained for a {k}-step chain: use 1..{k} steps, "
                 f"or the ddim sampler with {steps} steps", option="steps")
-        return select_timesteps(timesteps, k, rule)[::-1]
+        return chain_subset(select_timesteps(timesteps, k, rule)[::-1], steps or k)
     steps = min(DEFAULT_DDIM_STEPS, timesteps) if steps is None else steps
     if not 1 <= steps <= timesteps:
         raise SamplingError(f"steps must be in 1..{timesteps}, got {steps}", option="steps")
     return select_timesteps(timesteps, steps)[::-1]
+
+
+def chain_subset(chain: np.ndarray, n: int) -> np.ndarray:
+    """n of the trained chain's decreasing timesteps, evenly spread and always the first
+    (T-1) and the last (the step closest to the image): 4 of (999, 561, 249, 61) -> all,
+    2 -> (999, 61), 1 -> (999,). Each step the sampler runs is then one the generator was
+    trained at, and the posterior q(x_s | x_t, x0-hat) (Eq. 15) spans the skipped ones."""
+    return chain[np.round(np.linspace(0, len(chain) - 1, n)).astype(np.int64)]
 
 
 def _randn(shape, generator, like: torch.Tensor) -> torch.Tensor:
