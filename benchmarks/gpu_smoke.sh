@@ -19,7 +19,7 @@ rm -rf "$OUT" && mkdir -p "$OUT"
 # The content/style losses need VGG weights; without them the smoke run trains the rest of
 # small+lddpm (v3+glow+gan) and says so, rather than failing on a missing download.
 PERCEPTUAL=()
-if ! "$PY" -c "from lddpm.config import build_preset; from lddpm.models.perceptual import PerceptualLoss; PerceptualLoss(build_preset('small+lddpm').loss)" 2>/dev/null; then
+if ! "$PY" -c "from lddpm.config import build_preset; from lddpm.losses.perceptual import PerceptualLoss; PerceptualLoss(build_preset('small+lddpm').loss)" 2>/dev/null; then
   echo "gpu_smoke: no VGG weights found: training without the content/style losses"
   PERCEPTUAL=(--set loss.content=0 --set loss.style=0)
 fi

@@ -22,10 +22,10 @@ import harness
 from lddpm.config import apply_overrides, build_preset
 from lddpm.data.datasets import HRFolder
 from lddpm.data.pipeline import Degradation
-from lddpm.diffusion.objective import Objective
 from lddpm.diffusion.schedule import Schedule
+from lddpm.losses.adversarial import g_loss
+from lddpm.losses.objective import Objective
 from lddpm.models.build import build_discriminator, build_network
-from lddpm.models.discriminator import g_loss
 
 SEEDS = (0, 1, 2)
 

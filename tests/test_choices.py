@@ -6,7 +6,7 @@ from __future__ import annotations
 from lddpm import config
 from lddpm.data.degradations import RESIZE_MODES
 from lddpm.diffusion import samplers
-from lddpm.models.perceptual import _BACKBONE_CHOICES
+from lddpm.losses.perceptual import _BACKBONE_CHOICES
 
 
 def test_implementations_match_the_schema_choices():

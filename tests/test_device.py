@@ -12,9 +12,9 @@ import torch
 
 from lddpm.cli import main
 from lddpm.config import DiffusionConfig, build_preset
-from lddpm.diffusion.objective import Objective
 from lddpm.diffusion.samplers import sample, set_timesteps
 from lddpm.diffusion.schedule import Schedule
+from lddpm.losses.objective import Objective
 from lddpm.models.cvae import reparameterise
 from lddpm.models.discriminator import TimeDiscriminator
 from lddpm.models.lddpm import LDDPMNet

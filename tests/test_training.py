@@ -277,7 +277,7 @@ def test_lddpm_sampler_repeats_with_the_same_seed(gan_run, image_dir):
 # ------------------------------------------------------------------------------ references (Fig. 11)
 @pytest.mark.parametrize("prob, expected", [("1.0", [True, True, True]), ("0.0", [False, False, False])])
 def test_training_feeds_references_to_the_cross_attention(image_dir, tmp_path, monkeypatch, prob, expected):
-    from lddpm.diffusion.objective import Objective
+    from lddpm.losses.objective import Objective
 
     seen = []
     original = Objective.generator_loss

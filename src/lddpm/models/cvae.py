@@ -5,7 +5,7 @@
     feature decoder:           z (B,Cz,h,w) -> F_R (B,C_mid,h,w)
     fusion:                    F_g = F_X + gate * (F_mu + F_sigma * F_R), F_mu = conv(F_X),
                                F_sigma = conv(F_X) (spatial maps, not distribution parameters)
-    KL to N(0, I):             Eq. 11 in closed form (used when there is no Glow prior)
+    KL to the prior:           lddpm.losses.kl (Eq. 11 in closed form without Glow, Eq. 12 with it)
 
 At sampling time the posterior is not run (z comes from the prior); an inference export may
 omit its weights (they live under `cvae.posterior.`).
@@ -77,8 +77,3 @@ def reparameterise(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Gene
     """Eq. 10: z = mu + sigma * delta, delta ~ N(0, I) drawn from the explicit generator."""
     delta = randn(mu.shape, generator, mu.device, mu.dtype)  # drawn on the generator's device
     return mu + torch.exp(0.5 * logvar) * delta
-
-
-def kl_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """Eq. 11 in closed form: KL(N(mu, sigma^2) || N(0, I)), summed per sample -> (B,)."""
-    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).flatten(1).sum(dim=1)

@@ -358,21 +358,6 @@ class GlowPrior(nn.Module):
         mu, log_sigma = self.base_stats(context)
         return gaussian_log_prob(u, mu, log_sigma) + logdet
 
-    def kl(
-        self,
-        z: Tensor,
-        mu_q: Tensor,
-        logvar_q: Tensor,
-        context: Tensor,
-        lr_feat: Tensor | None = None,
-    ) -> Tensor:
-        """One-sample KL estimate log q(z | x) - log p(z | c) -> (B,).
-
-        z is the reparameterised posterior sample, q = N(mu_q, exp(logvar_q)) (all (B, C, h, w)).
-        """
-        log_q = gaussian_log_prob(z, mu_q, 0.5 * logvar_q)
-        return log_q - self.log_prob(z, context, lr_feat)
-
     def sample(
         self,
         context: Tensor,

@@ -1,12 +1,13 @@
 """The LDDPM network eps_theta(x_t, t, x, z): UNet + optional LR encoder, CVAE, Glow prior.
 
-    cond = net.condition(lr, references)         # LR (B,3,h,w) in [-1,1] -> Condition
-    eps, kl = net.forward_train(x_t, t, cond, x0) # z from the posterior q(z | x0, up) (Eq. 10)
-    eps = net(x_t, t, cond, prior_noise)          # z from the prior, as at sampling time
+    cond = net.condition(lr, references)           # LR (B,3,h,w) in [-1,1] -> Condition
+    eps, post = net.forward_train(x_t, t, cond, x0) # z from the posterior q(z | x0, up) (Eq. 10)
+    eps = net(x_t, t, cond, prior_noise)            # z from the prior, as at sampling time
 
 x_t, x0, eps: (B,3,H,W); t: (B,) integer timesteps in [0, T); prior_noise: (B,Cz,H/f,W/f)
 drawn once per sample by the caller (see `latent_shape`). Switching a part off removes its
-modules: a v1 model has no `encoder`, `cvae` or `prior` attributes' weights at all.
+modules: a v1 model has no `encoder`, `cvae` or `prior` attributes' weights at all. The
+network computes outputs and densities only; the KL of `post` is lddpm.losses.kl's.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from torch import nn
 
 from lddpm.config import ModelConfig, hr_size_multiple
 from lddpm.data.resize import imresize
-from lddpm.models.cvae import CVAE, kl_standard_normal, reparameterise
+from lddpm.models.cvae import CVAE, reparameterise
 from lddpm.models.encoder import AdaptiveCrossAttention, LREncoder, encode_condition
 from lddpm.models.flow import GlowPrior
 from lddpm.models.unet import UNet
@@ -31,6 +32,18 @@ class Condition:
     up: torch.Tensor  # (B,3,H,W) bicubic upsampling of the LR, [-1,1]
     fmap: torch.Tensor | None  # (B,C,h',w') LR encoder feature map (v2+)
     tokens: torch.Tensor | None  # (B,N,C) LR (+ reference) tokens for cross-attention (v2+)
+
+
+@dataclass
+class Posterior:
+    """The CVAE latent of a training pass (Eq. 10) and what its prior is conditioned on:
+    everything the KL terms (lddpm.losses.kl) need."""
+
+    z: torch.Tensor  # (B,Cz,h,w) the reparameterised sample
+    mu: torch.Tensor  # (B,Cz,h,w) posterior mean
+    logvar: torch.Tensor  # (B,Cz,h,w) posterior log-variance
+    context: torch.Tensor  # (B,C,h,w) F_X, the Glow prior's condition c
+    lr_feat: torch.Tensor | None  # LR encoder features for the Glow coupling nets (v2+)
 
 
 class LDDPMNet(nn.Module):
@@ -105,20 +118,17 @@ class LDDPMNet(nn.Module):
         cond: Condition,
         x0: torch.Tensor,
         generator: torch.Generator | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """eps and the per-sample KL (B,) with z from the posterior q(z | x0, up) (Eq. 10-12)."""
+    ) -> tuple[torch.Tensor, Posterior | None]:
+        """eps with z from the posterior q(z | x0, up) (Eq. 10), and that posterior (None
+        without a CVAE) for the KL terms of lddpm.losses.kl (Eq. 11-12)."""
         f_x, skips, emb = self.unet.encode(x_t, t, cond.up)
-        kl = torch.zeros(x_t.shape[0], device=x_t.device)
+        posterior = None
         if self.cvae is not None:
             mu, logvar = self.cvae.posterior(x0, cond.up)
             z = reparameterise(mu, logvar, generator)
-            if self.prior is None:
-                kl = kl_standard_normal(mu, logvar)  # Eq. 11
-            else:
-                kl = self.prior.kl(z, mu, logvar, f_x, cond.fmap)  # Eq. 12, one sample
-            kl = kl / mu[0].numel()  # per latent dimension, so lambda_kl is size-independent
+            posterior = Posterior(z, mu, logvar, f_x, cond.fmap)
             f_x = self.cvae.fusion(f_x, z)
-        return self.unet.decode(f_x, skips, emb, cond.tokens), kl
+        return self.unet.decode(f_x, skips, emb, cond.tokens), posterior
 
     def prior_latent(self, noise: torch.Tensor, f_x: torch.Tensor, cond: Condition) -> torch.Tensor:
         """Maps the sample's fixed N(0, I) draw to z ~ p(z | c): identity without Glow, else

@@ -21,10 +21,11 @@ from tqdm import tqdm
 
 from lddpm import checkpoint as ckpt
 from lddpm.config import Config, inert_keys
-from lddpm.diffusion.objective import Objective
 from lddpm.diffusion.schedule import Schedule
 from lddpm.errors import UserError, display_path
-from lddpm.models.build import build_discriminator, build_network, build_perceptual
+from lddpm.losses.objective import Objective
+from lddpm.losses.perceptual import build_perceptual
+from lddpm.models.build import build_discriminator, build_network
 from lddpm.precision import autocast, resolve_device, resolve_precision
 from lddpm.training.data import STEP_SEED_STRIDE, batch_iterator, training_set, validation_set
 from lddpm.training.distributed import Distributed
