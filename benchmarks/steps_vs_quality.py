@@ -1,11 +1,12 @@
 """Quality against sampling cost for one checkpoint (the paper's Fig. 12 / Fig. 8 analogue).
 
-    python benchmarks/steps_vs_quality.py [--checkpoint RUN] [--steps 600]
+    python benchmarks/steps_vs_quality.py [--checkpoint RUN] [--steps N]
 
 Samplers ddpm-1000, ddim-100, ddim-20, ddim-4 and lddpm-K on the held-out folder, in one
 `lddpm evaluate --compare` run (PSNR-Y, SSIM-Y, LR-PSNR, diversity, seconds and model
 evaluations per image). Without --checkpoint it uses (training it if needed) the
-small+v3+glow+gan run of ablation_glow_gan.py. Writes docs/steps_vs_quality.md, the plot
+`photo+res+v3+glow+gan+detail` row of Table 7 (ablation_glow_gan.py: fine-tuned from
+lddpm-x4 for --steps steps, default that table's). Writes docs/steps_vs_quality.md, the plot
 docs/steps_vs_quality.png and the crop grid docs/steps_vs_quality_grid.png, whose SR images
 are written by `lddpm upscale`.
 """
@@ -18,12 +19,22 @@ import os
 import sys
 from pathlib import Path
 
-from PIL import Image
-
+import ablation_glow_gan
 from harness import (
-    DEFAULT_STEPS, DOCS, ROOT, RUNS, Run, compare, cpu_scale_note, fmt, lddpm, method_means,
-    prepare_data, table, train, write_report,
+    DOCS,
+    ROOT,
+    RUNS,
+    compare,
+    fmt,
+    lddpm,
+    method_means,
+    prepare_data,
+    table,
+    table_run,
+    table_train,
+    write_report,
 )
+from PIL import Image
 
 GRID_IMAGE, CROP = "chelsea", (32, 32, 96, 96)  # (left, top, right, bottom) in HR pixels
 
@@ -68,7 +79,8 @@ def crop_grid(tiles: list[tuple[str, Path]], path: Path, zoom: int = 3) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", help="a run or checkpoint trained with the gan part")
-    ap.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="training steps if it must train")
+    ap.add_argument("--steps", type=int, default=ablation_glow_gan.STEPS,
+                    help="training steps if it must train (Table 7's GAN row)")
     ap.add_argument("--k", type=int, default=4, help="the checkpoint's trained K")
     ap.add_argument("--num-samples", type=int, default=2)
     ap.add_argument("--reuse-report", action="store_true",
@@ -77,12 +89,15 @@ def main() -> None:
     ap.add_argument("--max-images", type=int, default=3,
                     help="held-out images to use (ddpm-1000 costs 1000 evaluations per sample)")
     args = ap.parse_args()
-    data, val = prepare_data()
-    ckpt = args.checkpoint
+    _, val = prepare_data()
+    ckpt, described = args.checkpoint, f"`{args.checkpoint}`"
     if ckpt is None:
-        run = Run("V3 + Glow + GAN", "small+v3+glow+gan")
-        train(run, data, args.steps)
+        name, preset = ablation_glow_gan.ROWS[-1]
+        run = table_run(name, preset, args.steps, RUNS / "runs" / "tables")
+        table_train(run, args.steps)
         ckpt = str(run.dir)
+        described = (f"the `{preset}` row of ablation_glow_gan.md (Table 7): fine-tuned from "
+                     f"lddpm-x4 for {args.steps} steps on a 2-core CPU (CPU scale)")
     entries = [f"{ckpt}:{s}:{n}" for s, n in samplers(args.k)]
     json_path = DOCS / "steps_vs_quality.json"
     if args.reuse_report:
@@ -118,11 +133,10 @@ def main() -> None:
 
     write_report(DOCS / "steps_vs_quality.md",
                  "Steps against quality (the paper's Fig. 12 / Fig. 8 analogue, CPU scale)", [
-        f"Checkpoint `{os.path.relpath(ckpt, ROOT)}`: the `small+v3+glow+gan` model of "
-        "ablation_glow_gan.md. " + cpu_scale_note(args.steps),
-        f"Evaluation: {len(report['methods'][0]['images'])} held-out 128x128 images, "
-        f"{args.num_samples} samples per image, seed 0; NFE = network evaluations per sample; "
-        "sec/img counts all samples of an image.",
+        f"Checkpoint `{os.path.relpath(ckpt, ROOT)}`: {described}.",
+        (f"Evaluation: {len(report['methods'][0]['images'])} held-out 128x128 images, "
+         f"{args.num_samples} samples per image, seed 0; NFE = network evaluations per sample; "
+         "sec/img counts all samples of an image."),
         table(["sampler", "NFE", "PSNR-Y", "SSIM-Y", "LR-PSNR", "LPIPS", "diversity", "sec/img"], rows),
         "![quality against seconds](steps_vs_quality.png)",
         f"The same crop of `{GRID_IMAGE}` from each sampler (seed 0, written by `lddpm upscale`):",
