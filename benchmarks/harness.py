@@ -191,11 +191,15 @@ def train(run: Run, data: Path, steps: int, common: list[str] = COMMON_SETS) -> 
 
 
 def compare(entries: list[str], val: Path, report: Path, num_samples: int = 1,
-            metrics: str = "psnr,ssim,lr_psnr,lpips,dists", max_images: int | None = None) -> dict:
-    """`lddpm evaluate --compare` on the held-out folder; returns the JSON report."""
+            metrics: str = "psnr,ssim,lr_psnr,lpips,dists", max_images: int | None = None,
+            diversity: bool = False, extra: tuple[str, ...] = ()) -> dict:
+    """`lddpm evaluate --compare` on the held-out folder (a folder of HR, or of HR/ + LR/);
+    returns the JSON report. `diversity`: a second seed per image for the diversity column;
+    `extra`: more evaluate options."""
     limit = ["--max-images", str(max_images)] if max_images else []
+    limit += ["--diversity"] if diversity else []
     lddpm("evaluate", "--compare", *entries, "--data", str(val), "--scale", "4",
-          "--num-samples", str(num_samples), "--metrics", metrics, "--seed", "0", *limit,
+          "--num-samples", str(num_samples), "--metrics", metrics, "--seed", "0", *limit, *extra,
           "--report", str(report), "--csv", str(report.with_suffix(".csv")))
     for written in (report, report.with_suffix(".csv")):
         written.write_text(without_machine_paths(written.read_text()))

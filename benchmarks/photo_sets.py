@@ -19,9 +19,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
-
 from harness import RUNS
+from PIL import Image
 
 REPORT = ["astronaut", "chelsea", "coffee", "rocket", "camera", "immunohistochemistry", "moon"]
 CHOOSING = ["hubble_deep_field", "retina", "grass", "gravel", "brick"]
