@@ -1,4 +1,4 @@
-"""LR consistency: make the output's bicubic downscale equal the input, exactly.
+"""LR consistency: make the output's bicubic downscale equal the input.
 
 The x4 degradation that the benchmarks (and MATLAB) use is linear and separable,
 D x = W_h x W_w^T with W = the antialiased bicubic resize matrix of each axis (`resize_matrix`).
@@ -7,8 +7,12 @@ D cannot see and replaces the one it sees by the LR's:
 
     x <- x + W_h^+ (y - W_h x W_w^T) W_w^+T,        W^+ = W^T (W W^T)^-1
 
-so that D x = y afterwards. Applied to the clean estimate at every sampler step ("step")
-or once to the output ("end"). The pseudo-inverses are float64 and cached per size.
+so that D x = y afterwards, exactly for the image it is applied to (up to float rounding).
+Applied to the clean estimate at every sampler step ("step") or once to the output ("end").
+The equality holds for the untiled output before it is clamped to the image range and
+rounded to 8 bits; a tiled run projects each tile and blends them, so D x = y holds within
+each tile's interior and approximately across the blended overlaps. The pseudo-inverses
+are float64 and cached per size.
 """
 
 from __future__ import annotations
