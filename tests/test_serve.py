@@ -3,7 +3,8 @@
 Upload -> streamed progress -> result PNGs; bad input gets a clear 400/413 and the server
 keeps serving; two requests at once are queued, not lost; a client that disconnects frees
 the worker; nothing is written outside the server's temporary folder, which is removed at
-shutdown. The model is the session's tiny x2 checkpoint (meaningless weights, real plumbing).
+shutdown. The model is the session's tiny x2 checkpoint (meaningless weights, real plumbing);
+the several-model tests ship tiny exports of it (and of the gan run) as the shipped models.
 """
 
 from __future__ import annotations
@@ -23,13 +24,15 @@ import pytest
 from conftest import SCALE, smooth_pattern
 from PIL import Image
 
+from lddpm import pretrained
 from lddpm.cli import main
 
 pytest.importorskip("starlette", reason="the web extra is not installed: pip install -e '.[web]'")
 uvicorn = pytest.importorskip("uvicorn", reason="the web extra is not installed: pip install -e '.[web]'")
 
-from lddpm.inference import Upscaler
+from lddpm.inference import SamplingChoices, Upscaler
 from lddpm.web.app import Limits, create_app
+from lddpm.web.models import ModelCatalog, ModelEntry
 
 LIMITS = Limits(max_upload_bytes=64 * 1024, max_pixels=10_000, max_samples=4)
 TIMEOUT = 120  # seconds for any one HTTP read: generous for a loaded 2-core machine
@@ -60,8 +63,17 @@ def up(tiny_run):
 
 
 @pytest.fixture(scope="module")
-def server(up):
-    app = create_app(up, "tiny-test", LIMITS)
+def one_model(tiny_run, up):
+    """A catalog of the one loaded tiny checkpoint, named tiny-test; `choices`: the server's."""
+    def catalog(choices: SamplingChoices | None = None) -> ModelCatalog:
+        entry = ModelEntry.read("tiny-test", tiny_run, source="checkpoint", choices=choices)
+        return ModelCatalog([entry], loaded={"tiny-test": up})
+    return catalog
+
+
+@pytest.fixture(scope="module")
+def server(one_model):
+    app = create_app(one_model(), LIMITS)
     with running(app) as port:
         yield app, port
 
@@ -252,8 +264,8 @@ def test_a_client_that_disconnects_frees_the_worker(server, up):
     assert time.perf_counter() - start < 60
 
 
-def test_a_full_queue_answers_503_at_once(up):
-    app = create_app(up, "tiny-test", Limits(max_queue=1))
+def test_a_full_queue_answers_503_at_once(one_model):
+    app = create_app(one_model(), Limits(max_queue=1))
     with running(app) as port:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT)
         conn.request("POST", "/api/upscale?sampler=ddpm", body=png_bytes(20, 24))
@@ -287,14 +299,14 @@ def _upload_in_a_burst(port: int, body: bytes, ready: threading.Barrier, results
         conn.close()
 
 
-def test_a_burst_of_uploads_gets_exactly_max_queue_places(up):
+def test_a_burst_of_uploads_gets_exactly_max_queue_places(one_model):
     """8 uploads at once against max_queue=3: each request takes its place before its upload
     is read, so exactly 3 are accepted and 5 get 503, however the uploads interleave. The
     worker is held (a task on its one thread) until the burst is over, so no accepted job
     can finish and free its place early. Afterwards the places are free again and the server
     upscales as before."""
     clients, places = 8, 3
-    app = create_app(up, "tiny-test", Limits(max_queue=places))
+    app = create_app(one_model(), Limits(max_queue=places))
     with running(app) as port:
         worker = app.state.worker
         gate = threading.Event()
@@ -331,10 +343,10 @@ def test_a_burst_of_uploads_gets_exactly_max_queue_places(up):
         assert done["event"] == "done"
 
 
-def test_failed_uploads_give_their_place_back(up):
+def test_failed_uploads_give_their_place_back(one_model):
     """With one place: a refused, an empty, a non-image and an abandoned upload each give the
     place back, so the next good upload is accepted."""
-    app = create_app(up, "tiny-test", Limits(max_queue=1, max_upload_bytes=64 * 1024))
+    app = create_app(one_model(), Limits(max_queue=1, max_upload_bytes=64 * 1024))
     with running(app) as port:
         worker = app.state.worker
         for body in (b"", b"not an image", png_bytes(8, 8)[:40]):
@@ -367,9 +379,9 @@ def test_failed_uploads_give_their_place_back(up):
 
 
 # ---------------------------------------------------------------------- files
-def test_nothing_is_written_outside_a_temp_folder_that_is_removed(up, tmp_path, monkeypatch):
+def test_nothing_is_written_outside_a_temp_folder_that_is_removed(one_model, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    app = create_app(up, "tiny-test", LIMITS)
+    app = create_app(one_model(), LIMITS)
     with running(app) as port:
         done = final(post(port, png_bytes(16, 16), steps=1))
         workdir = app.state.workdir
@@ -398,19 +410,151 @@ def test_serve_without_the_web_extra_says_how_to_install_it(tiny_run, capsys, mo
     assert "pip install 'lddpm[web]'" in capsys.readouterr().err
 
 
-def test_requests_are_planned_over_the_servers_sampling_choices(up):
+def test_requests_are_planned_over_the_servers_sampling_choices(one_model, up):
     """`lddpm serve --steps 3 --consistency end --tile 8`: the page's defaults and each
     request's plan start from the server's choices; a sampler picked on the page brings its
     own step count; the progress total is the plan's count."""
-    from lddpm.inference import SamplingChoices
-    from lddpm.web.app import model_info, parse_params
+    from lddpm.web.app import parse_params, server_info
 
     choices = SamplingChoices(steps=3, consistency="end", tile=8)
-    info = model_info(up, "tiny-test", LIMITS, choices)
+    models = one_model(choices)
+    info = server_info(models, LIMITS)
     assert info["samplers"][info["default_sampler"]]["default_steps"] == 3
-    params = parse_params({"seed": "5", "samples": "2"}, up, LIMITS, choices)
-    plan = params.plan
+    params = parse_params({"seed": "5", "samples": "2"}, models, LIMITS)
+    plan = up.plan(params.choices)  # what the worker runs
     assert (plan.steps, plan.consistency, plan.tile, plan.num_samples, params.seed) == (3, "end", 8, 2, 5)
     assert plan.evaluations(20, 20) == 2 * 9 * 3  # 2 samples x 3 x 3 tiles of 8 (overlap 2) x 3 steps
-    assert parse_params({"steps": "2"}, up, LIMITS, choices).plan.steps == 2
-    assert parse_params({"sampler": "ddpm"}, up, LIMITS, choices).plan.steps == up.sched.timesteps
+    assert params.model == "tiny-test"
+    assert up.plan(parse_params({"steps": "2"}, models, LIMITS).choices).steps == 2
+    assert up.plan(parse_params({"sampler": "ddpm"}, models, LIMITS).choices).steps == up.sched.timesteps
+
+
+# ---------------------------------------------------------------------- several models
+SHIPPED = {  # name -> (run fixture, export flags, description): as the three shipped models
+    "lddpm-x4": ("tiny_run", ["--sampler", "ddim", "--steps", "3", "--consistency", "end"],
+                 "the default, for tests"),
+    "lddpm-x4-detail": ("gan_run", ["--sampler", "lddpm", "--consistency", "end"],
+                        "the gan part's detail, for tests"),
+    "lddpm-x4-real": ("tiny_run", ["--sampler", "ddim", "--steps", "1", "--consistency", "none"],
+                      "camera and web photos, for tests"),
+}
+
+
+@pytest.fixture(scope="module")
+def shipped_dir(request, tmp_path_factory):
+    """A pretrained folder of tiny exports (`lddpm export ... --description ...`)."""
+    folder = tmp_path_factory.mktemp("pretrained")
+    for name, (run, flags, description) in SHIPPED.items():
+        rc = main(["export", str(request.getfixturevalue(run)), str(folder / name), *flags,
+                   "--description", description])
+        assert rc == 0, name
+    return folder
+
+
+@pytest.fixture
+def shipped(shipped_dir, monkeypatch):
+    """The tiny exports as this install's shipped models."""
+    monkeypatch.setattr(pretrained, "HERE", shipped_dir)
+    assert list(pretrained.shipped_models()) == sorted(SHIPPED)
+    return shipped_dir
+
+
+def test_models_lists_every_shipped_model_with_its_defaults(shipped):
+    """GET /api/models: the default first, each with its description and the samplers it can
+    run (lddpm only with the gan part) at its own defaults; nothing is loaded to list them."""
+    models = ModelCatalog.for_server(None)
+    with running(create_app(models, LIMITS)) as port:
+        status, body = get(port, "/api/models")
+        assert status == 200
+        listing = json.loads(body)
+        info = json.loads(get(port, "/api/info")[1])
+    assert listing["default"] == info["model"] == "lddpm-x4"
+    by_name = {m["name"]: m for m in listing["models"]}
+    assert [m["name"] for m in listing["models"]] == ["lddpm-x4", "lddpm-x4-detail", "lddpm-x4-real"]
+    assert [m["default"] for m in listing["models"]] == [True, False, False]
+    for name, (_, _, description) in SHIPPED.items():
+        assert by_name[name]["description"] == description
+        assert by_name[name]["source"] == "shipped" and by_name[name]["scale"] == SCALE
+    default, detail, real = (by_name[n] for n in SHIPPED)
+    assert (default["default_sampler"], default["consistency"]) == ("ddim", "end")
+    assert default["samplers"]["ddim"] == {"default_steps": 3, "min_steps": 1, "max_steps": 1000}
+    assert set(default["samplers"]) == set(real["samplers"]) == {"ddim", "ddpm"}
+    assert (detail["default_sampler"], detail["consistency"]) == ("lddpm", "end")
+    assert detail["samplers"]["lddpm"] == {"default_steps": 4, "min_steps": 4, "max_steps": 4}
+    assert (real["default_sampler"], real["samplers"]["ddim"]["default_steps"],
+            real["consistency"]) == ("ddim", 1, "none")
+    assert models.loaded() == []
+
+
+def test_a_request_is_served_by_the_model_it_names(shipped):
+    """model=lddpm-x4-detail runs that model at its defaults (lddpm, 4 steps), loaded on first
+    use; no model: the default one; an unknown model: a 400 naming those offered, and the
+    server carries on."""
+    models = ModelCatalog.for_server(None)
+    with running(create_app(models, LIMITS)) as port:
+        stream = list(events(post(port, png_bytes(16, 16), model="lddpm-x4-detail", name="a.png")))
+        done = stream[-1]
+        assert {"event": "loading", "model": "lddpm-x4-detail"} in stream
+        assert (done["event"], done["model"], done["sampler"], done["steps"]) == (
+            "done", "lddpm-x4-detail", "lddpm", 4)
+        assert done["evaluations"] == 4
+        assert models.loaded() == ["lddpm-x4-detail"]
+        stream = list(events(post(port, png_bytes(16, 16), model="lddpm-x4-detail")))
+        assert all(e["event"] != "loading" for e in stream)  # kept loaded
+        done = final(post(port, png_bytes(16, 16)))
+        assert (done["model"], done["sampler"], done["steps"]) == ("lddpm-x4", "ddim", 3)
+        done = final(post(port, png_bytes(16, 16), model="lddpm-x4-real", sampler="ddim", steps=2))
+        assert (done["model"], done["steps"], done["evaluations"]) == ("lddpm-x4-real", 2, 2)
+
+        response = post(port, png_bytes(16, 16), model="no-such-model")
+        assert response.status == 400
+        message = error_of(response)
+        assert "unknown model 'no-such-model'" in message and "lddpm-x4-detail" in message
+        # a sampler the model cannot run is refused as before, model by model
+        response = post(port, png_bytes(16, 16), model="lddpm-x4-real", sampler="lddpm")
+        assert response.status == 400 and "gan part" in error_of(response)
+        assert final(post(port, png_bytes(16, 16), model="lddpm-x4-detail"))["event"] == "done"
+
+
+def test_the_loaded_models_are_bounded(shipped):
+    """With room for two, a third model drops the one used least recently; asked for again,
+    it is loaded again."""
+    models = ModelCatalog.for_server(None, cache=2)
+    with running(create_app(models, LIMITS)) as port:
+        for name in ("lddpm-x4", "lddpm-x4-real", "lddpm-x4", "lddpm-x4-detail"):
+            assert final(post(port, png_bytes(16, 16), model=name))["model"] == name
+        assert models.loaded() == ["lddpm-x4", "lddpm-x4-detail"]  # real: least recently used
+        stream = list(events(post(port, png_bytes(16, 16), model="lddpm-x4-real")))
+        assert stream[-1]["event"] == "done" and any(e["event"] == "loading" for e in stream)
+        assert models.loaded() == ["lddpm-x4-detail", "lddpm-x4-real"]
+
+
+def test_a_checkpoint_is_offered_first_beside_the_shipped_models(shipped, tiny_run):
+    """`lddpm serve --checkpoint X --steps 2`: X, labelled as given, is the default and the
+    first; the server's sampling choices are its, the shipped models keep their own.
+    `--checkpoint lddpm-x4-real`: that shipped model is the default, listed once."""
+    models = ModelCatalog.for_server(str(tiny_run), "runs/tiny", SamplingChoices(steps=2, tile=8))
+    listing = models.info()
+    assert [m["name"] for m in listing["models"]] == ["runs/tiny", *SHIPPED]
+    assert listing["default"] == "runs/tiny" and listing["models"][0]["source"] == "checkpoint"
+    assert "runs/tiny" in listing["models"][0]["description"]
+    assert models.check(None, models.entry(None).choices).steps == 2
+    assert models.entry("lddpm-x4-real").choices == SamplingChoices(tile=8)
+    assert models.loaded() == []
+
+    models = ModelCatalog.for_server("lddpm-x4-real", "lddpm-x4-real")
+    assert [m["name"] for m in models.info()["models"]] == [
+        "lddpm-x4-real", "lddpm-x4", "lddpm-x4-detail"]
+    assert models.default == "lddpm-x4-real"
+
+
+def test_serve_without_the_default_shipped_model_is_one_line(tmp_path, monkeypatch, capsys):
+    from lddpm.commands import serve
+
+    def no_server(*_):
+        raise AssertionError("the server should not start")
+
+    monkeypatch.setattr(pretrained, "HERE", tmp_path)
+    monkeypatch.setattr(serve, "_listen", no_server)
+    assert main(["serve", "--port", "0"]) == 2
+    assert "shipped model lddpm-x4 is missing" in capsys.readouterr().err

@@ -66,7 +66,18 @@ from lddpm.models.lddpm import LDDPMNet
 from lddpm.precision import resolve_device, resolve_precision
 
 __all__ = ["FALLBACK_DEFAULTS", "SamplingChoices", "SamplingPlan", "Upscaler", "anchored_noise",
-           "final_size", "latent_region"]
+           "auto_tile_side", "final_size", "latent_region"]
+
+
+def auto_tile_side(cfg: Config) -> int:
+    """A model's default LR tile side, from its config alone. Self-attention is quadratic in
+    its token count, so the HR tile is bounded to at most 32x32 tokens at the finest
+    self-attention level, and to 4x the training crop (the model has seen content at about
+    that size)."""
+    u = cfg.model.unet
+    attn_side = 32 * u.unshuffle * 2 ** min(u.attn_levels) if u.attn_levels else 1 << 30
+    hr_tile = min(attn_side, 4 * cfg.data.crop)
+    return max(16, hr_tile // cfg.data.scale)
 
 
 class Upscaler:
@@ -159,13 +170,8 @@ class Upscaler:
         return f // math.gcd(f, self.scale)
 
     def auto_tile(self) -> int:
-        """Default LR tile side. Self-attention is quadratic in its token count, so the HR
-        tile is bounded to at most 32x32 tokens at the finest self-attention level, and to
-        4x the training crop (the model has seen content at about that size)."""
-        u = self.cfg.model.unet
-        attn_side = 32 * u.unshuffle * 2 ** min(u.attn_levels) if u.attn_levels else 1 << 30
-        hr_tile = min(attn_side, 4 * self.cfg.data.crop)
-        return max(16, hr_tile // self.scale)
+        """Default LR tile side (`auto_tile_side` of this model's config)."""
+        return auto_tile_side(self.cfg)
 
     # ------------------------------------------------------------------ upscaling
     @torch.no_grad()

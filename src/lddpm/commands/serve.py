@@ -1,4 +1,8 @@
-"""`lddpm serve`: a web page to try a model (needs the web extra: pip install 'lddpm[web]')."""
+"""`lddpm serve`: a web page to try the models (needs the web extra: pip install 'lddpm[web]').
+
+The page offers every shipped model, and the --checkpoint one when given (then the default
+selection); each is loaded the first time a request uses it.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +17,9 @@ from lddpm.errors import UserError, display_path
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint",
-                        help="checkpoint, run or export directory, or a shipped model name "
-                             "(default: the shipped model)")
+                        help="checkpoint, run or export directory, or a shipped model name: the "
+                             "page's default model (default: the default shipped model); the "
+                             "page offers the shipped models too")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default 127.0.0.1: this machine only; "
                              "0.0.0.0 opens the page to the network)")
@@ -26,8 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-samples", type=int, default=4,
                         help="most samples one request may ask for (default 4)")
     # the server's sampling choices; the page may pick another sampler and step count, and
-    # sends its own seed and number of samples
-    sampling.add_arguments(parser, samples=False, purpose="the page's default")
+    # sends its own seed and number of samples. --sampler, --steps and --consistency are the
+    # default model's; the other models keep their own and take the rest (--eta, --tile, ...)
+    sampling.add_arguments(parser, samples=False, purpose="the default model's default")
 
 
 def _check_args(args: argparse.Namespace) -> None:
@@ -62,21 +68,33 @@ def run(args: argparse.Namespace) -> int:
         import uvicorn
 
         from lddpm.web.app import Limits, create_app
+        from lddpm.web.models import ModelCatalog
     except ImportError as exc:
         raise UserError(f"lddpm serve needs the web extra ({exc.name} is missing): "
                         "pip install 'lddpm[web]'") from None
-    up = sampling.load(args, args.checkpoint)
     choices = sampling.choices(args)
-    up.plan(choices)  # a bad choice is one error line before the server starts
+    models = ModelCatalog.for_server(args.checkpoint, _model_name(args.checkpoint), choices,
+                                     load=lambda entry: sampling.load(args, entry.path))
+    # the default model is loaded now: a bad checkpoint or choice is one error line before
+    # the server starts (the others' choices are checked against their configs)
+    up = models.get(models.default)
+    up.plan(choices)
+    for entry in models.entries.values():
+        try:
+            entry.plan()
+        except UserError as exc:
+            raise UserError(f"{entry.name}: {exc}", option=exc.option) from None
     limits = Limits(int(args.max_upload_mb * 2**20), args.max_pixels, args.max_samples)
-    name = _model_name(args.checkpoint)
+    name = models.default
+    others = [n for n in models.entries if n != name]
+    also = f"; also {', '.join(others)}" if others else ""
     sock = _listen(args.host, args.port)
     host, port = sock.getsockname()[:2]
     url_host = f"[{host}]" if ":" in host else host
     logging.basicConfig(level=logging.INFO, format="lddpm serve: %(message)s")
-    print(f"lddpm serve: {name} (x{up.scale}) at http://{url_host}:{port}/  (Ctrl-C stops)",
+    print(f"lddpm serve: {name} (x{up.scale}{also}) at http://{url_host}:{port}/  (Ctrl-C stops)",
           flush=True)
-    config = uvicorn.Config(create_app(up, name, limits, choices), log_level="warning", access_log=False,
+    config = uvicorn.Config(create_app(models, limits), log_level="warning", access_log=False,
                             timeout_graceful_shutdown=5)
     try:
         uvicorn.Server(config).run(sockets=[sock])

@@ -1,10 +1,13 @@
 """The Starlette app of `lddpm serve`.
 
     GET  /                  the page (static/index.html; its JS and CSS under /static/)
-    GET  /api/info          the model (name, scale), the samplers it supports, the limits
-    POST /api/upscale       body: the image file; query: sampler, steps, seed, samples, name.
-                            400/413/503 + {"error": ...} for bad input, else a stream of JSON
-                            lines: queued, started, progress..., then done or error
+    GET  /api/info          the limits, and the default model (name, scale, its samplers)
+    GET  /api/models        the models offered, the default first: each one's description,
+                            scale, the samplers it can run with their steps, its defaults
+    POST /api/upscale       body: the image file; query: model, sampler, steps, seed, samples,
+                            name. 400/413/503 + {"error": ...} for bad input (an unknown model
+                            included), else a stream of JSON lines: queued, [loading,] started,
+                            progress..., then done or error
     GET  /results/ID/FILE   a result PNG (bicubic.png, sample_K.png)
 
 Uploads are streamed to a file in the server's temporary folder, counted as they arrive, and
@@ -14,6 +17,10 @@ lives in that folder, which is deleted when the server stops.
 A request takes its place in the queue (`Limits.max_queue`) before a byte of its upload is
 read, and gives it back on every failure path; so a burst of uploads gets at most max_queue
 acceptances, the others a 503 at once, and at most max_queue decoded images are held.
+
+The models (`ModelCatalog`: the shipped ones, and a --checkpoint) are listed and each
+request checked from their configs; the worker loads a model the first time a request for it
+runs and keeps the few used last.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import secrets
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -35,9 +43,8 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from lddpm.data.imageio import image_size, load_image, to_tensor
-from lddpm.diffusion.samplers import SAMPLERS
 from lddpm.errors import UserError
-from lddpm.inference import SamplingChoices, Upscaler
+from lddpm.web.models import ModelCatalog
 from lddpm.web.worker import Job, Params, Slot, Worker
 
 STATIC = Path(__file__).parent / "static"
@@ -59,13 +66,11 @@ class HTTPError(Exception):
         self.status = status
 
 
-def create_app(up: Upscaler, model_name: str, limits: Limits = Limits(),
-               choices: SamplingChoices | None = None) -> Starlette:
-    """The app for one loaded model. Its temporary folder and worker live as long as the app
-    runs (Starlette's lifespan), so a test can start and stop it in-process. `choices`: the
-    server's sampling choices (`lddpm serve --sampler ... --tile ...`), over which a request
-    picks its sampler, steps, seed and samples."""
-    choices = choices or SamplingChoices()
+def create_app(models: ModelCatalog, limits: Limits = Limits()) -> Starlette:
+    """The app offering the catalog's `models`. Its temporary folder and worker live as long
+    as the app runs (Starlette's lifespan), so a test can start and stop it in-process. Each
+    model's `choices` (`lddpm serve --sampler ... --tile ...` for the default one) are those
+    over which a request picks its sampler, steps, seed and samples."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
@@ -73,7 +78,7 @@ def create_app(up: Upscaler, model_name: str, limits: Limits = Limits(),
             workdir = Path(tmp)
             (workdir / "uploads").mkdir()
             app.state.workdir = workdir
-            app.state.worker = Worker(up, workdir / "results")
+            app.state.worker = Worker(models, workdir / "results")
             try:
                 yield
             finally:
@@ -82,41 +87,27 @@ def create_app(up: Upscaler, model_name: str, limits: Limits = Limits(),
     app = Starlette(
         routes=[
             Route("/", lambda request: FileResponse(STATIC / "index.html")),
-            Route("/api/info", lambda request: JSONResponse(model_info(up, model_name, limits, choices))),
+            Route("/api/info", lambda request: JSONResponse(server_info(models, limits))),
+            Route("/api/models", lambda request: JSONResponse(models.info())),
             Route("/api/upscale", upscale, methods=["POST"]),
             Route("/results/{path:path}", result_file),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ],
         lifespan=lifespan,
     )
-    app.state.up, app.state.limits, app.state.choices = up, limits, choices
+    app.state.models, app.state.limits = models, limits
     return app
 
 
-def model_info(up: Upscaler, model_name: str, limits: Limits,
-               choices: SamplingChoices | None = None) -> dict:
-    """What the page needs to offer only valid choices (each sampler's steps as its plan
-    would run them; the default sampler's as the server's plan runs it)."""
-    choices = choices or SamplingChoices()
-    samplers = {}
-    for name in sorted(SAMPLERS, key=lambda n: n == "ddpm"):  # the menu: all-T-step ddpm last
-        try:
-            default_steps = up.plan(replace(choices, sampler=name, steps=None)).steps
-        except UserError:
-            continue  # e.g. lddpm without a GAN-trained checkpoint
-        # ddpm and lddpm run a fixed number of steps; ddim takes any count up to T
-        fixed = name != "ddim"
-        samplers[name] = {"default_steps": default_steps, "min_steps": default_steps if fixed else 1,
-                          "max_steps": default_steps if fixed else up.sched.timesteps}
-    default = up.plan(choices)
-    default_sampler = default.sampler
-    if default_sampler in samplers:
-        samplers[default_sampler]["default_steps"] = default.steps
+def server_info(models: ModelCatalog, limits: Limits) -> dict[str, Any]:
+    """The limits, and the default model's name, scale and samplers (GET /api/models has
+    every model's)."""
+    default = models.entry(None).info()
     return {
-        "model": model_name,
-        "scale": up.scale,
-        "samplers": samplers,
-        "default_sampler": default_sampler,
+        "model": default["name"],
+        "scale": default["scale"],
+        "samplers": default["samplers"],
+        "default_sampler": default["default_sampler"],
         "max_upload_bytes": limits.max_upload_bytes,
         "max_pixels": limits.max_pixels,
         "max_samples": limits.max_samples,
@@ -125,11 +116,11 @@ def model_info(up: Upscaler, model_name: str, limits: Limits,
 
 # ---------------------------------------------------------------------- /api/upscale
 async def upscale(request: Request) -> Response:
-    up, limits = request.app.state.up, request.app.state.limits
+    models, limits = request.app.state.models, request.app.state.limits
     worker: Worker = request.app.state.worker
     slot: Slot | None = None
     try:
-        params = parse_params(request.query_params, up, limits, request.app.state.choices)
+        params = parse_params(request.query_params, models, limits)
         name = _display_name(request.query_params.get("name", ""))
         # The place is taken before the upload is read: checked and taken in one step, so
         # simultaneous uploads cannot all pass the check while the queue still looks empty.
@@ -152,11 +143,13 @@ async def upscale(request: Request) -> Response:
                              headers={"Cache-Control": "no-store"})
 
 
-def parse_params(query, up: Upscaler, limits: Limits,
-                 choices: SamplingChoices | None = None) -> Params:
-    """Query string -> Params (the request's plan over the server's `choices`, and its
-    seed); a bad value is a UserError naming the field."""
-    choices = choices or SamplingChoices()
+def parse_params(query, models: ModelCatalog, limits: Limits) -> Params:
+    """Query string -> Params: the request's model (none: the default; an unknown one is a
+    UserError listing those offered), its choices over the server's for that model, checked
+    against the model's config, and its seed; a bad value is a UserError naming the field."""
+    entry = models.entry(query.get("model", "").strip() or None)
+    choices = entry.choices
+
     def integer(key: str, default: int | None, lo: int, hi: int) -> int | None:
         raw = query.get(key, "").strip()
         if not raw:
@@ -170,14 +163,15 @@ def parse_params(query, up: Upscaler, limits: Limits,
         return value
 
     sampler = query.get("sampler", "").strip() or None
-    steps = integer("steps", None, 1, up.sched.timesteps)
+    steps = integer("steps", None, 1, entry.timesteps)
     seed = integer("seed", 0, 0, 2**31 - 1)
     samples = integer("samples", 1, 1, limits.max_samples)
     # a sampler picked on the page comes with its own steps (None: that sampler's default)
     asked = replace(choices, sampler=sampler, steps=steps) if sampler else \
         replace(choices, steps=choices.steps if steps is None else steps)
-    plan = up.plan(replace(asked, num_samples=samples))  # UserError for an invalid combination
-    return Params(plan, seed)
+    asked = replace(asked, num_samples=samples)
+    models.check(entry.name, asked)  # UserError for an invalid combination, weights not loaded
+    return Params(entry.name, asked, seed)
 
 
 def _display_name(raw: str) -> str:

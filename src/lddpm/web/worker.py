@@ -2,10 +2,12 @@
 
 A request becomes a `Job`. `Worker.submit` queues it on a single-thread executor, so two
 requests never run the network at once (they would only slow each other down and double the
-memory) and none is dropped. The job's events (started, progress, done or error) reach the
-request's handler through `job.notify`. A client that goes away sets `job.cancel`: a job
-still queued is skipped, a running one stops at its next network evaluation, so the worker
-is free for the next request at once.
+memory) and none is dropped. The job's events (loading, started, progress, done or error)
+reach the request's handler through `job.notify`. A job names its model: the worker takes it
+from the `ModelCatalog`, loading it first when it is not among the ones kept (a `loading`
+event), so models are loaded on this thread too, never while another request samples. A
+client that goes away sets `job.cancel`: a job still queued is skipped, a running one stops
+at its next network evaluation, so the worker is free for the next request at once.
 
 The queue is bounded by places (`Worker.reserve`): a request takes one before its upload is
 read and keeps it until its job leaves the queue, so a burst of uploads never holds more
@@ -30,7 +32,8 @@ import torch
 from lddpm.data.imageio import save_image
 from lddpm.data.resize import imresize
 from lddpm.errors import UserError
-from lddpm.inference import SamplingPlan, Upscaler
+from lddpm.inference import SamplingChoices
+from lddpm.web.models import ModelCatalog
 
 log = logging.getLogger("lddpm.web")
 
@@ -41,9 +44,11 @@ class JobCancelled(Exception):
 
 @dataclass(frozen=True)
 class Params:
-    """A request's sampling: its plan (resolved and checked against the model) and seed."""
+    """A request's sampling: its model (a catalog name), its choices (checked against that
+    model's config; the worker plans them on the loaded model) and seed."""
 
-    plan: SamplingPlan
+    model: str
+    choices: SamplingChoices
     seed: int = 0
 
 
@@ -75,10 +80,11 @@ class Slot:
 
 
 class Worker:
-    """Runs jobs on one thread; writes result PNGs under `results_dir/<job id>/`."""
+    """Runs jobs on one thread with the catalog's models; writes result PNGs under
+    `results_dir/<job id>/`."""
 
-    def __init__(self, up: Upscaler, results_dir: Path, keep: int = 16):
-        self.up = up
+    def __init__(self, models: ModelCatalog, results_dir: Path, keep: int = 16):
+        self.models = models
         self.results_dir = results_dir
         self.keep = keep  # result folders kept for download; older ones are deleted
         self.counts: Counter[str] = Counter()  # done / error / cancelled, for logs and tests
@@ -161,9 +167,16 @@ class Worker:
         return None
 
     def _upscale(self, job: Job) -> dict:
-        p, up = job.params, self.up
+        p = job.params
+        if not self.models.is_loaded(p.model):
+            job.notify({"event": "loading", "model": p.model})
+            log.info("%s: loading the model %s", job.name, p.model)
+        up = self.models.get(p.model)
+        if job.cancel.is_set():
+            raise JobCancelled  # its client left while the model loaded
+        plan = up.plan(p.choices)
         h, w = job.lr.shape[-2:]
-        total = p.plan.evaluations(h, w)  # what `progress` will count: the bar ends at 100%
+        total = plan.evaluations(h, w)  # what `progress` will count: the bar ends at 100%
         job.notify({"event": "started", "total": total})
         done = 0
 
@@ -175,30 +188,31 @@ class Worker:
             job.notify({"event": "progress", "done": done, "total": total})
 
         before, start = up.evaluations, time.perf_counter()
-        sr = up.upscale(job.lr, seed=p.seed, plan=p.plan, progress=progress)
+        sr = up.upscale(job.lr, seed=p.seed, plan=plan, progress=progress)
         seconds = time.perf_counter() - start
         result = {
             "id": job.id,
             "name": job.name,
+            "model": p.model,
             "lr_size": [w, h],
             "size": [w * up.scale, h * up.scale],
             "scale": up.scale,
-            "sampler": p.plan.sampler,
-            "steps": p.plan.steps,
+            "sampler": plan.sampler,
+            "steps": plan.steps,
             "seed": p.seed,
             "seconds": round(seconds, 3),
             "evaluations": up.evaluations - before,
-            **self._save(job, sr),
+            **self._save(job, sr, up.scale),
         }
-        log.info("%s: %dx%d -> %dx%d, %s %d steps, %d sample(s), %.1f s", job.name, w, h,
-                 *result["size"], p.plan.sampler, p.plan.steps, p.plan.num_samples, seconds)
+        log.info("%s: %dx%d -> %dx%d, %s, %s %d steps, %d sample(s), %.1f s", job.name, w, h,
+                 *result["size"], p.model, plan.sampler, plan.steps, plan.num_samples, seconds)
         return result
 
-    def _save(self, job: Job, sr: torch.Tensor) -> dict:
+    def _save(self, job: Job, sr: torch.Tensor, scale: int) -> dict:
         """Writes bicubic.png and sample_K.png; returns their URLs (relative to the page)."""
         folder = self.results_dir / job.id
         # the bicubic upsampling the project's metrics and models use: the slider's "before"
-        bicubic = imresize(job.lr[0], scale=self.up.scale).clamp(0, 1)
+        bicubic = imresize(job.lr[0], scale=scale).clamp(0, 1)
         save_image(folder / "bicubic.png", bicubic)
         samples = []
         for k in range(sr.shape[0]):

@@ -1,9 +1,13 @@
-// The page of `lddpm serve`: pick a photo, POST it to api/upscale, follow the JSON lines it
-// streams back (queued, started, progress, done | error), then show the before/after slider.
+// The page of `lddpm serve`: pick a model and a photo, POST it to api/upscale, follow the
+// JSON lines it streams back (queued, loading, started, progress, done | error), then show
+// the before/after slider.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-let info = null;   // GET api/info: model, scale, samplers, limits
+const escapeHtml = (text) => String(text).replace(/[&<>"]/g,
+  (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]);
+let info = null;   // GET api/info: the limits (and the default model)
+let models = {};   // GET api/models: name -> description, scale, samplers, defaults
 let file = null;   // the chosen File
 let result = null; // the last "done" event (its samples back the tabs and the download)
 let finished = false; // whether the current request got its "done" event
@@ -21,20 +25,34 @@ function setStatus(text, done, total) {
 }
 
 async function loadInfo() {
-  const res = await fetch("api/info");
-  info = await res.json();
-  $("model-name").textContent = info.model;
-  $("model-scale").textContent = `x${info.scale}`;
+  const [infoRes, modelsRes] = await Promise.all([fetch("api/info"), fetch("api/models")]);
+  info = await infoRes.json();
+  const list = await modelsRes.json();
   $("samples").max = info.max_samples;
-  for (const name of Object.keys(info.samplers)) {
-    $("sampler").add(new Option(name, name, false, name === info.default_sampler));
+  for (const m of list.models) {
+    models[m.name] = m;
+    const option = new Option(m.name, m.name, false, m.name === list.default);
+    option.title = m.description;
+    $("model").add(option);
   }
+  onModelChange();
+}
+
+// A model brings its own samplers (lddpm only with the gan part) and its defaults.
+function onModelChange() {
+  const m = models[$("model").value];
+  $("model-name").textContent = m.name;
+  $("model-scale").textContent = `x${m.scale}`;
+  $("model").title = m.description;
+  $("model-help").textContent = m.description;
+  $("sampler").replaceChildren(...Object.keys(m.samplers).map(
+    (name) => new Option(name, name, false, name === m.default_sampler)));
   onSamplerChange();
 }
 
 // ddpm and lddpm run a fixed number of steps: the field shows it and is locked.
 function onSamplerChange() {
-  const s = info.samplers[$("sampler").value];
+  const s = models[$("model").value].samplers[$("sampler").value];
   const steps = $("steps");
   steps.min = s.min_steps;
   steps.max = s.max_steps;
@@ -69,7 +87,7 @@ async function upscale() {
   finished = false;
   setStatus("uploading...");
   const query = new URLSearchParams({
-    sampler: $("sampler").value, steps: $("steps").value, seed: $("seed").value,
+    model: $("model").value, sampler: $("sampler").value, steps: $("steps").value, seed: $("seed").value,
     samples: $("samples").value, name: file.name,
   });
   try {
@@ -111,6 +129,8 @@ async function readLines(res, onLine) {
 function onEvent(ev) {
   if (ev.event === "queued") {
     setStatus(ev.position ? `waiting: ${ev.position} request(s) ahead` : "starting...");
+  } else if (ev.event === "loading") {
+    setStatus(`loading the model ${ev.model}...`);
   } else if (ev.event === "started") {
     setStatus("sampling...", 0, ev.total);
   } else if (ev.event === "progress") {
@@ -140,7 +160,7 @@ function showResult(ev) {
   $("compare").style.maxWidth = `calc(68vh * ${w / h})`;
   $("result-stats").innerHTML =
     `<span id="result-size">${w} × ${h}</span> (x${ev.scale} of ${ev.lr_size[0]} × ${ev.lr_size[1]}) · ` +
-    `${ev.sampler}, ${ev.steps} steps, seed ${ev.seed} · ` +
+    `${escapeHtml(ev.model)}, ${ev.sampler}, ${ev.steps} steps, seed ${ev.seed} · ` +
     `<b id="result-seconds">${ev.seconds.toFixed(2)} s</b> · ` +
     `<b id="result-evaluations">${ev.evaluations}</b> network evaluations`;
   showSample(0);
@@ -172,6 +192,7 @@ function init() {
   // A file dropped beside the zone would make the browser leave the page to show it.
   window.addEventListener("dragover", (e) => e.preventDefault());
   window.addEventListener("drop", (e) => { if (e.target !== $("file-input")) e.preventDefault(); });
+  $("model").addEventListener("change", onModelChange);
   $("sampler").addEventListener("change", onSamplerChange);
   $("run").addEventListener("click", upscale);
   $("slider").addEventListener("input", onSlide);
