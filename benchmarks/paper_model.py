@@ -3,9 +3,11 @@
     python benchmarks/paper_model.py [--model lddpm-x4-detail|RUN] [--baseline lddpm-x4]
 
 1. Choosing: on the choosing set (benchmarks/photo_sets.py: crops no report uses) the
-   model's candidate settings (lddpm-1/2/4 with and without LR consistency, ddim-4) are
-   measured, and the setting with the lowest NIQE among those with PSNR-Y >= bicubic and
-   LR-PSNR >= 45 dB is picked; the report says whether the shipped defaults are that one.
+   model's candidate settings (lddpm-1/2/3/4 with LR consistency, lddpm-4 without it and
+   with it at every step, ddim-4) are measured, and the setting with the lowest NIQE among
+   those that keep to the input (LR-PSNR >= 45 dB) is picked: this model is the texture
+   model (lddpm-x4 is the fidelity one), so PSNR-Y is a reported target, not the rule; the
+   report says whether the shipped defaults are that setting.
 2. Report: on the held-out report set, one `lddpm evaluate --compare` run: bicubic,
    lddpm-x4 at its defaults (ddim-1 + consistency), the model at lddpm-1/2/4 and ddim-4 (+
    consistency), with PSNR-Y, SSIM-Y, LR-PSNR, NIQE, the detail ratio and the seed
@@ -32,22 +34,21 @@ GRID = [("astronaut", (200, 80, 296, 176)), ("coffee", (180, 120, 276, 216)),
         ("chelsea", (200, 60, 296, 156))]  # (report photo, HR crop box)
 
 
-def candidates(model: str) -> list[str]:
-    """The settings the choosing stage measures: every step count of the lddpm chain the
-    model can run, with and without LR consistency, and ddim-4 with it."""
-    out = [f"{model}:lddpm:{k}:{c}" for k in (1, 2, 4) for c in ("none", "end")]
-    return out + [f"{model}:ddim:4:end"]
+def candidates(model: str, k: int) -> list[str]:
+    """The settings the choosing stage measures: every step count of the model's lddpm chain
+    with LR consistency at the end, its full chain without and with consistency at every
+    step, and ddim-4 with consistency."""
+    out = [f"{model}:lddpm:{n}:end" for n in range(1, k + 1)]
+    return out + [f"{model}:lddpm:{k}:none", f"{model}:lddpm:{k}:step", f"{model}:ddim:4:end"]
 
 
 def pick(means: dict, entries: list[str]) -> str:
-    """Lowest NIQE among the entries at least as faithful as bicubic (PSNR-Y) and consistent
-    with the LR (LR-PSNR >= 45 dB); the best PSNR-Y when none is."""
-    bic = means["bicubic"]["PSNR-Y"]
-    faithful = [e for e in entries if means[_name(e)]["PSNR-Y"] >= bic
-                and means[_name(e)]["LR-PSNR"] >= 45]
-    if faithful:
-        return min(faithful, key=lambda e: means[_name(e)]["NIQE"])
-    return max(entries, key=lambda e: means[_name(e)]["PSNR-Y"])
+    """Lowest NIQE among the entries that keep to the input (LR-PSNR >= 45 dB); the best
+    LR-PSNR when none does."""
+    kept = [e for e in entries if means[_name(e)]["LR-PSNR"] >= 45]
+    if kept:
+        return min(kept, key=lambda e: means[_name(e)]["NIQE"])
+    return max(entries, key=lambda e: means[_name(e)]["LR-PSNR"])
 
 
 def _name(entry: str) -> str:
@@ -118,18 +119,19 @@ def main() -> None:
     k = up.cfg.gan.chain_steps
 
     # 1. choosing set
-    choose = compare(candidates(args.model), choosing_set(), DOCS / "paper_model_choice.json",
+    tried = candidates(args.model, k)
+    choose = compare(tried, choosing_set(), DOCS / "paper_model_choice.json",
                      metrics=METRICS, max_images=args.max_images, diversity=True)
     cmeans = method_means(choose)
-    chosen = pick(cmeans, candidates(args.model))
+    chosen = pick(cmeans, tried)
     d = up.defaults
     shipped = f"{args.model}:{d['sampler']}:{d['steps']}:{d['consistency']}"
     choice_rows = [[_label(n), *[fmt(cmeans[n].get(c), p) for c, p in COLUMNS]]
-                   for n in ["bicubic", *map(_name, candidates(args.model))]]
+                   for n in ["bicubic", *map(_name, tried)]]
 
     # 2. report set
     held_out = report_set()
-    entries = [f"{args.baseline}:ddim:1:end"] + [f"{args.model}:lddpm:{s}:end" for s in (1, 2, 4)]
+    entries = [f"{args.baseline}:ddim:1:end"] + [f"{args.model}:lddpm:{n}:end" for n in (1, 2, 4)]
     entries += [f"{args.model}:ddim:4:end"]
     report = compare(entries, held_out, DOCS / "paper_model.json", metrics=METRICS,
                      max_images=args.max_images, diversity=True)
@@ -150,8 +152,8 @@ def main() -> None:
         "equal the LR. NIQE: lower is more natural (no reference). detail: high-frequency "
         "energy of the output over the HR's (HR = 1); see docs/metrics.md."),
         "**Choosing** (the choosing set of benchmarks/photo_sets.py, never reported "
-        "elsewhere): the lowest NIQE among the settings with PSNR-Y >= bicubic and "
-        f"LR-PSNR >= 45 dB is `{chosen.split(':', 1)[1]}`; the shipped default is "
+        "elsewhere): the lowest NIQE among the settings that keep to the input "
+        f"(LR-PSNR >= 45 dB) is `{chosen.split(':', 1)[1]}`; the shipped default is "
         f"`{shipped.split(':', 1)[1]}`" + (" (the same)." if _name(chosen) == _name(shipped)
                                             else " (**not the same**: ship it again)."),
         table(["setting (choosing set)", *[c for c, _ in COLUMNS]], choice_rows),
