@@ -127,9 +127,13 @@ def main() -> None:
         report = compare(entries, pairs, DOCS / f"real_world_{set_name}.json", metrics=METRICS,
                          max_images=args.max_images)
         first = first or report
-        means[set_name] = method_means(report)
-        rows = [[n, *[fmt(means[set_name][n].get(c), d) for c, d in COLUMNS]]
-                for n in ["bicubic", *entries]]
+        # keyed by entry: `evaluate` names a model row after its resolved plan
+        # (lddpm-x4 -> lddpm-x4:ddim:1:end); the rows come in the order of the entries
+        names = [m["name"] for m in report["methods"]]
+        means[set_name] = dict(zip(["bicubic", *entries], (method_means(report)[n] for n in names)))
+        rows = [[f"{e} ({n})" if e != n else e,
+                 *[fmt(means[set_name][e].get(c), d) for c, d in COLUMNS]]
+                for e, n in zip(["bicubic", *entries], names)]
         paragraphs += [f"**{set_name}** LR ({_describe(set_name)}), mean over the photos:",
                        table(["method", *[c for c, _ in COLUMNS]], rows)]
     rows_of = methods(args.real)

@@ -14,10 +14,20 @@ from __future__ import annotations
 import argparse
 
 import torch
-
 from harness import (
-    DOCS, RUNS, Run, cells, compare, fmt, method_means, parameters, prepare_data,
-    prepare_photos, table, train, write_report,
+    DOCS,
+    RUNS,
+    Run,
+    cells,
+    compare,
+    fmt,
+    method_means,
+    parameters,
+    prepare_data,
+    prepare_photos,
+    table,
+    train,
+    write_report,
 )
 
 BUDGET = ["data.batch_size=8", "train.seed=0", "train.warmup_steps=50",
@@ -81,13 +91,13 @@ def main() -> None:
                      f"{parameters(run) / 1e6:.2f}M", fmt(seconds[run.name] / args.steps, 3)])
     write_report(DOCS / "recipe.md", "The default model's recipe, one setting at a time", [
         measured,
-        f"Each run: {args.steps} steps, batch 8, 128 px HR crops (unless the row says otherwise), "
+        (f"Each run: {args.steps} steps, batch 8, 128 px HR crops (unless the row says otherwise), "
         f"seed 0, bf16 autocast, on {len(list(photos.iterdir()))} images of real photos "
         "(benchmarks/prepare_photos.py); each row changes one setting of `photo+res`. "
         f"Evaluation: {len(report['methods'][0]['images'])} held-out 128x128 photos, ddim-1 and "
         "ddim-4, seed 0, no LR consistency, PSNR/SSIM on Y with a 4-pixel border cropped. "
         "Sec/step is the training wall time per step on the shared 2-core machine (another "
-        "training ran beside these; a few when a finished run is reused).",
+        "training ran beside these; a few when a finished run is reused)."),
         table(["variant", "PSNR-Y ddim-1", "SSIM-Y ddim-1", "PSNR-Y ddim-4", "SSIM-Y ddim-4",
                "params", "sec/step"], rows),
         "PSNR-Y at ddim-1 of each variant minus the recipe's (dB): " + ", ".join(
