@@ -17,7 +17,7 @@ case "$NAME" in
         DEFAULTS=(ddim 1 end)
         ABOUT="clean downscaled images (a resize, a thumbnail, a web preview of a sharp photo): the highest PSNR/SSIM, smooth textures; for camera/web photos with blur, noise or JPEG use lddpm-x4-real" ;;
     lddpm-x4-detail)
-        DEFAULTS=(lddpm 4 end)
+        DEFAULTS=(lddpm 4 step)
         ABOUT="clean downscaled images where texture matters more than PSNR: the paper's model (encoder, CVAE, Glow, GAN chain, content/style losses) sampled in 4 steps, a different plausible texture per seed" ;;
     lddpm-x4-real)
         DEFAULTS=(ddim 1 none)
