@@ -18,6 +18,7 @@ import argparse
 
 from harness import (
     TABLE_START,
+    effects_paragraphs,
     evaluation_note,
     fmt,
     parameters,
@@ -68,10 +69,7 @@ def main() -> None:
         recipe_note(args.steps, runs, seconds),
         evaluation_note(report, args, f"ddim-{k} for every row"),
         table(["model", *[n for n, _, _ in columns], "params"], rows),
-        ("What each part changes, row against row (better: higher PSNR-Y, SSIM-Y, LR-PSNR; "
-         "lower NIQE, LPIPS, DISTS; detail closer to 1; level: equal at the table's precision). "
-         "Where a part is worse or level, it did not help that figure at this budget:"),
-        "\n".join(effects),
+        *effects_paragraphs(effects),
     ], {}, report)
 
 

@@ -19,6 +19,7 @@ import argparse
 
 from harness import (
     TABLE_START,
+    effects_paragraphs,
     evaluation_note,
     fmt,
     parameters,
@@ -76,10 +77,7 @@ def main() -> None:
          "budget is equal in steps); parameters count the denoiser only."),
         evaluation_note(report, args, f"ddim-{k} for every row and the GAN's own chain"),
         table(["model", "sampler", *[n for n, _, _ in columns], "params"], rows),
-        ("What each part changes, row against row (better: higher PSNR-Y, SSIM-Y, LR-PSNR; "
-         "lower NIQE, LPIPS, DISTS; detail closer to 1; level: equal at the table's precision). "
-         "Where a part is worse or level, it did not help that figure at this budget:"),
-        "\n".join(effects),
+        *effects_paragraphs(effects),
     ], {}, report)
 
 

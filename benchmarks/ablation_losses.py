@@ -20,6 +20,7 @@ import argparse
 
 from harness import (
     TABLE_START,
+    effects_paragraphs,
     evaluation_note,
     fmt,
     part_effects,
@@ -77,10 +78,7 @@ def main() -> None:
          "ImageNet file is not installable here)."),
         evaluation_note(report, args, f"{sampler} for the trained rows, ddim-{k} for the start"),
         table(["model", "sampler", *[n for n, _, _ in columns]], rows),
-        ("What each loss changes, row against row (better: higher PSNR-Y, SSIM-Y, LR-PSNR; "
-         "lower NIQE, LPIPS, DISTS; detail closer to 1; level: equal at the table's precision). "
-         "Where a loss is worse or level, it did not help that figure at this budget:"),
-        "\n".join(effects),
+        *effects_paragraphs(effects, "loss"),
     ], {}, report)
 
 

@@ -387,6 +387,14 @@ def _better(column: str, better: str | None, new: float, old: float) -> bool | N
     return new > old if better == "up" else new < old
 
 
+def effects_paragraphs(effects: list[str], what: str = "part") -> list[str]:
+    """The report's account of `part_effects`: how to read it, then one line per pair."""
+    return [(f"What each {what} changes, row against row (better: higher PSNR-Y, SSIM-Y, "
+             "LR-PSNR; lower NIQE, LPIPS, DISTS; detail closer to 1; level: equal at the "
+             f"table's precision). Where a {what} is worse or level, it did not help that "
+             "figure at this budget:"), "\n".join(effects)]
+
+
 def part_effects(pairs: list[tuple[str, dict, dict]], columns) -> list[str]:
     """One line per (part, means with it, means without it): which figures it improves and
     which it does not, with the differences."""
