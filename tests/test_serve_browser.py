@@ -6,9 +6,9 @@ result, checks its size in the page (the checkpoint's scale times the input's), 
 slider, and saves a screenshot. Skipped, with the reason, when the browser is not installed
 (`make browser` installs it); a browser that is installed but fails is a failure.
 
-The README's docs/web.png is this test's screenshot, taken with a real model (the x4 run
-runs/default, photo+res, while it trained; the shipped model once there is one):
-    LDDPM_WEB_CHECKPOINT=runs/default LDDPM_WEB_SCREENSHOT=docs/web.png \
+The README's docs/web.png is this test's screenshot, taken with the shipped default model
+(a shipped name is passed to `lddpm serve` as a name, a run or checkpoint as its path):
+    LDDPM_WEB_CHECKPOINT=lddpm-x4 LDDPM_WEB_SCREENSHOT=$PWD/docs/web.png \
         pytest tests/test_serve_browser.py
 """
 
@@ -40,6 +40,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from lddpm.checkpoint import read_config, resolve_checkpoint
+from lddpm.pretrained import resolve_model, shipped_models
 
 CHELSEA = Path(__file__).resolve().parents[1] / "examples" / "chelsea.png"
 RESULT_TIMEOUT = 300  # seconds for one upscale in the page (a real model on a busy CPU)
@@ -79,12 +80,14 @@ def browser():
 def served(tiny_run, tmp_path):
     """`lddpm serve` as a subprocess on a free port; yields (url, scale); stops it with Ctrl-C."""
     checkpoint = os.environ.get("LDDPM_WEB_CHECKPOINT") or str(tiny_run)
-    scale = read_config(resolve_checkpoint(checkpoint)).data.scale
+    scale = read_config(resolve_checkpoint(resolve_model(checkpoint))).data.scale
+    if checkpoint not in shipped_models():  # a shipped name is passed as a name (the page shows it)
+        checkpoint = os.path.abspath(checkpoint)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     cwd = tmp_path / "server_cwd"  # must stay empty: the server writes only to its temp folder
     cwd.mkdir()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "lddpm", "serve", "--checkpoint", os.path.abspath(checkpoint),
+        [sys.executable, "-m", "lddpm", "serve", "--checkpoint", checkpoint,
          "--port", "0"],
         cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
