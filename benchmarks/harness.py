@@ -419,12 +419,12 @@ def part_effects(pairs: list[tuple[str, dict, dict]], columns) -> list[str]:
 def recipe_note(steps: int, runs: list[Run], seconds: dict[str, float | None]) -> str:
     """What every row shares, the per-row part settings (from each run's saved config) and
     the measured seconds per training step."""
-    from lddpm.checkpoint import read_config, resolve_checkpoint
+    from lddpm.checkpoint import flat_config, read_config, resolve_checkpoint
 
     shared = ", ".join(f"`{k}={v}`" for k, v in TABLE_RECIPE.items())
     rows = []
     for run in runs:
-        flat = _flat(read_config(resolve_checkpoint(run.dir)).to_dict())
+        flat = flat_config(read_config(resolve_checkpoint(run.dir)).to_dict())
         sec = seconds.get(run.name)
         rows.append([run.name, f"`{run.preset}`", *[f"{flat[k]:.4g}" if isinstance(flat[k], float)
                                                      else str(flat[k]) for k in TABLE_PART_KEYS],
@@ -438,16 +438,6 @@ def recipe_note(steps: int, runs: list[Run], seconds: dict[str, float | None]) -
          "at an equal budget from an equal start."),
         table(["row", "preset", *TABLE_PART_KEYS, "sec/step (wall, this run)"], rows),
     ])
-
-
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, prefix + k + "."))
-        else:
-            out[prefix + k] = v
-    return out
 
 
 def evaluation_note(report: dict, args, samplers: str) -> str:

@@ -267,18 +267,20 @@ def grow_weights(module: nn.Module, source: Path, cfg: Config) -> list[str]:
     return sorted({PART_NAMES.get(_part_of(k), _part_of(k)) for k in fresh})
 
 
+def flat_config(d: dict, prefix: str = "") -> dict[str, Any]:
+    """A nested config dict as {"section.key": value}."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flat_config(v, prefix + k + "."))
+        else:
+            out[prefix + k] = v
+    return out
+
+
 def config_differences(a: Config, b: Config, ignore: tuple[str, ...] = ()) -> list[str]:
     """Flat 'key: a -> b' lines for the keys whose values differ."""
-    def flat(d: dict, prefix: str = "") -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for k, v in d.items():
-            if isinstance(v, dict):
-                out.update(flat(v, prefix + k + "."))
-            else:
-                out[prefix + k] = v
-        return out
-
-    fa, fb = flat(a.to_dict()), flat(b.to_dict())
+    fa, fb = flat_config(a.to_dict()), flat_config(b.to_dict())
     return [
         f"{k}: {fa.get(k)!r} -> {fb.get(k)!r}"
         for k in sorted(set(fa) | set(fb))

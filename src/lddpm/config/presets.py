@@ -67,7 +67,7 @@ def _size_photo(c: Config) -> None:
     c.data.batch_size, c.data.crop = 16, 128
     c.train.weight_decay = 0.0  # the recipe docs/recipe.md measured (and runs/default trains)
     # The CVAE latent sits at the bottleneck, HR/32 here: two Glow squeezes fit a 128 px crop
-    # (4x4 -> 1x1), the paper's three would need 256 px crops (5.3 s/step on 2 cores).
+    # (4x4 -> 1x1), the paper's three would need 256 px crops (4x the pixels per step).
     c.model.glow.levels = 2
 
 
