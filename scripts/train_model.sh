@@ -6,6 +6,8 @@
 #   bash scripts/train_model.sh lddpm-x4-real     # photo+res on BSRGAN degradations
 #   STEPS=60000 bash scripts/train_model.sh lddpm-x4       # extend the same run
 #   nohup bash scripts/train_model.sh lddpm-x4-detail > runs/lddpm-x4-detail.log 2>&1 &
+#   STEPS=4000 bash scripts/train_model.sh lddpm-x4-real --device cuda \
+#       --set data.batch_size=64 --set data.workers=8    # on a GPU (README: lddpm-x4-real)
 #
 # The run is runs/NAME; re-running resumes it from its newest checkpoint (atomic). A new
 # run starts from shipped weights (--init-from): the model's own when the package has it,
@@ -29,7 +31,9 @@ case "$NAME" in
               --set train.lr=1e-4 --set data.batch_size=8 --set train.checkpoint_every=100) ;;
     lddpm-x4-real)
         STEPS=${STEPS:-20000}
-        ARGS=(--preset photo+res --set data.degradation=bsrgan --set train.checkpoint_every=100) ;;
+        # 30% of the samples keep the clean bicubic LR: a downscaled sharp photo is an input too
+        ARGS=(--preset photo+res --set data.degradation=bsrgan --set data.bsrgan.clean_prob=0.3
+              --set train.checkpoint_every=100) ;;
     *) echo "unknown model $NAME (lddpm-x4, lddpm-x4-detail, lddpm-x4-real)" >&2; exit 2 ;;
 esac
 "$PY" benchmarks/prepare_photos.py

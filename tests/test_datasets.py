@@ -8,7 +8,7 @@ from lddpm.config import DataConfig, DegradationConfig
 from lddpm.data import datasets
 from lddpm.data.datasets import EvalFolder, HRFolder, PairedFolder
 from lddpm.data.imageio import save_image, to_tensor
-from lddpm.data.pipeline import Degradation, bsrgan_order, generator_for, quantize
+from lddpm.data.pipeline import Degradation, bsrgan, bsrgan_order, generator_for, quantize
 from lddpm.data.resize import imresize
 from lddpm.errors import UserError
 
@@ -62,6 +62,23 @@ def test_bsrgan_with_every_op_off_is_a_plain_resize_and_records_nothing_else():
     assert torch.equal(lr, _degradation("bicubic", 2)(hr, None)[0])
 
 
+def test_bsrgan_clean_prob_keeps_that_share_of_samples_clean_and_zero_draws_nothing():
+    hr = torch.rand(3, 32, 32)
+    clean = _degradation("bicubic", 4)(hr, None)[0]
+    always = _degradation("bsrgan", 4, clean_prob=1.0)
+    lr, params = always(hr, generator_for(0, 0, 0))
+    assert torch.equal(lr, clean) and params["mode"] == "bicubic"
+    # clean_prob 0 consumes no random number: the chain is the one a config without it drew
+    off = _degradation("bsrgan", 4, clean_prob=0.0)(hr, generator_for(3, 0, 1))[0]
+    rng = generator_for(3, 0, 1)
+    expected = quantize(torch.from_numpy(bsrgan(hr.double().permute(1, 2, 0).numpy(), 4,
+                                                DegradationConfig(), rng)[0].transpose(2, 0, 1).copy())).float()
+    assert torch.equal(off, expected)
+    half = _degradation("bsrgan", 4, clean_prob=0.3)
+    modes = [half(hr, generator_for(0, 0, i))[1]["mode"] for i in range(200)]
+    assert 0.2 < modes.count("bicubic") / 200 < 0.4
+
+
 def test_bsrgan_order_keeps_the_intermediate_resize_first():
     for seed in range(30):
         order = bsrgan_order(np.random.default_rng(seed), shuffle=True)
@@ -74,6 +91,8 @@ def test_pipeline_errors_are_clear():
         _degradation("bicubic", 4)(torch.rand(3, 30, 32), None)
     with pytest.raises(UserError, match="data.bsrgan.noise_prob"):
         _degradation("bsrgan", 4, noise_prob=1.5)
+    with pytest.raises(UserError, match="data.bsrgan.clean_prob"):
+        _degradation("bsrgan", 4, clean_prob=-0.1)
     with pytest.raises(UserError, match="downsample_modes"):
         _degradation("bsrgan", 4, downsample_modes=("lanczos",))
     with pytest.raises(UserError, match="data.degradation"):

@@ -94,3 +94,25 @@ def test_device_cuda_without_cuda_is_one_line_and_exit_2(argv, monkeypatch, caps
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("lddpm: error: --device cuda: no CUDA device")
     assert not (tmp_path / "unused_run").exists() and not (tmp_path / "unused_out").exists()
+
+
+@pytest.mark.parametrize("name, index", [("cuda", None), ("cuda:0", 0)])
+def test_one_process_on_plain_cuda_sets_no_device_index(name, index, monkeypatch):
+    """`lddpm train --device cuda` died in torch.cuda.set_device("cuda") (it wants an index);
+    found on the first GPU run. A stub with torch's rule stands in for the GPU."""
+    from lddpm.training import distributed
+
+    calls = []
+
+    def set_device(device):
+        if torch.device(device).index is None:
+            raise ValueError("Expected a torch.device with a specified index")
+        calls.append(torch.device(device).index)
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_device", set_device)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    dist, device = distributed.setup(name)
+    assert not dist.active and device == torch.device(name)
+    assert calls == ([] if index is None else [index]) and torch.backends.cudnn.benchmark

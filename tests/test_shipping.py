@@ -91,6 +91,46 @@ def test_export_checks_its_defaults_before_writing(exported, tiny_run, bad, need
     assert (exported / "model.safetensors").read_bytes() == before
 
 
+@pytest.fixture(scope="module")
+def other_finetune(exported, tmp_path_factory):
+    """A second 'fine-tuning' of the exported network: other weights, trained on other data."""
+    meta = json.loads((exported / "config.json").read_text())
+    meta["config"]["data"]["degradation"] = "bsrgan"  # training keys may differ
+    state = {k: v.float() + 0.5 for k, v in load_file(str(exported / "model.safetensors")).items()}
+    return ckpt.write_export(tmp_path_factory.mktemp("other") / "other", state, meta)
+
+
+def test_export_interpolate_is_the_weighted_mean_of_the_two_networks(
+        exported, other_finetune, tiny_run, tmp_path, capsys):
+    ema = load_file(str(ckpt.resolve_checkpoint(tiny_run) / ckpt.EMA_FILE))
+    other = load_file(str(other_finetune / "model.safetensors"))
+    for weight in (0.0, 0.25, 1.0):
+        out = tmp_path / f"blend{weight}"
+        rc, _, err = run_cli(capsys, "export", tiny_run, out, "--interpolate", other_finetune,
+                             "--interpolate-weight", str(weight))
+        assert rc == 0, err
+        state = load_file(str(out / "model.safetensors"))
+        for k, v in state.items():
+            expected = (1 - weight) * ema[k].float() + weight * other[k].float()
+            torch.testing.assert_close(v.float(), expected.to(torch.bfloat16).float(),
+                                       rtol=0, atol=1e-2 * (1 + expected.abs().max().item()))
+        meta = json.loads((out / "config.json").read_text())
+        assert meta["interpolated_with"]["weight"] == weight
+    plain = load_file(str(exported / "model.safetensors"))
+    assert all(torch.equal(v, plain[k]) for k, v in
+               load_file(str(tmp_path / "blend0.0" / "model.safetensors")).items())
+
+
+def test_export_interpolate_refuses_another_network_or_weight(
+        exported, other_finetune, tiny_run, gan_run, tmp_path, capsys):
+    rc, _, err = run_cli(capsys, "export", tiny_run, tmp_path / "x", "--interpolate", gan_run)
+    assert_one_line_error(rc, err, "the networks differ", "model.")
+    rc, _, err = run_cli(capsys, "export", tiny_run, tmp_path / "y", "--interpolate",
+                         other_finetune, "--interpolate-weight", "1.5")
+    assert_one_line_error(rc, err, "--interpolate-weight", "[0, 1]")
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
 def test_upscale_writes_name_xS_beside_the_input_by_default(exported, lr_png, capsys):
     rc, _, err = run_cli(capsys, "upscale", lr_png, "--checkpoint", exported)
     assert rc == 0, err

@@ -138,19 +138,51 @@ def export_checkpoint(
     inference: dict[str, Any] | None = None,
     description: str | None = None,
     drop_prefixes: tuple[str, ...] = TRAINING_ONLY,
+    interpolate: tuple[Path, float] | None = None,
 ) -> Path:
     """An inference-only directory: the EMA weights in `dtype` (without the training-only
     CVAE posterior) as model.safetensors, and config.json marked `export` with the
-    sampling defaults and what the model is for. Written to a temporary directory and
-    renamed into place."""
+    sampling defaults and what the model is for. `interpolate` = (other checkpoint, w):
+    the weights (1 - w) * source + w * other instead (`interpolate_weights`). Written to a
+    temporary directory and renamed into place."""
     cdir = resolve_checkpoint(source)
     meta = read_meta(cdir)
     meta.update(exported_from_step=meta.get("step"))
+    state = load_file(str(weights_file(cdir, True)))
+    if interpolate is not None:
+        other, weight = resolve_checkpoint(interpolate[0]), interpolate[1]
+        state = interpolate_weights(state, cdir, other, weight)
+        meta["interpolated_with"] = {"checkpoint": display_path(other), "weight": weight,
+                                     "step": read_meta(other).get("step")}
     if inference is not None:
         meta["inference"] = inference
     if description is not None:
         meta["description"] = description
-    return write_export(Path(out), load_file(str(weights_file(cdir, True))), meta, dtype, drop_prefixes)
+    return write_export(Path(out), state, meta, dtype, drop_prefixes)
+
+
+def interpolate_weights(
+    state: dict[str, torch.Tensor], source: Path, other: Path, weight: float
+) -> dict[str, torch.Tensor]:
+    """Deep network interpolation (Wang et al. 2019, ESRGAN's net_interp): (1 - weight) *
+    state + weight * other's EMA weights, in float32, for two fine-tunings of one network
+    (e.g. trained on different degradations). The networks must be the same: the config
+    keys that fix the architecture and what the weights mean (PARAMETERISATION_KEYS, the
+    model parts) must agree; the training keys (data, losses, steps) may differ."""
+    if not 0.0 <= weight <= 1.0:
+        raise UserError(f"interpolation weight {weight} is not in [0, 1]", option="interpolate-weight")
+    differ = [d for d in config_differences(read_config(source), read_config(other))
+              if d.startswith(PARAMETERISATION_KEYS + ("model.",))]
+    if differ:
+        raise UserError(f"cannot interpolate {display_path(source)} with {display_path(other)}: "
+                        "the networks differ (" + "; ".join(differ) + ")")
+    theirs = migrate_keys(load_state_dict_file(weights_file(other, True)))
+    ours = migrate_keys(state)
+    if ours.keys() != theirs.keys():
+        missing = sorted(ours.keys() ^ theirs.keys())
+        raise UserError(f"cannot interpolate: weights present in only one of the two, e.g. {missing[0]}")
+    return {k: torch.lerp(v.float(), theirs[k].float(), weight) if v.is_floating_point() else v
+            for k, v in ours.items()}
 
 
 def write_export(

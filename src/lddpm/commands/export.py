@@ -2,6 +2,7 @@
 optimiser, no CVAE posterior) that `Upscaler.from_pretrained(OUT)` and `--checkpoint OUT` load.
 
     lddpm export runs/default src/lddpm/pretrained/lddpm-x4 --sampler ddim --steps 4 --consistency end
+    lddpm export runs/mixed out/blend --interpolate runs/bsrgan --interpolate-weight 0.25
 """
 
 from __future__ import annotations
@@ -21,6 +22,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", default="bf16", choices=DTYPES, help="weight storage type")
     parser.add_argument("--description", help="what the model is for, shown by `lddpm models`")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    parser.add_argument("--interpolate", metavar="CKPT",
+                        help="network interpolation: export (1 - W) * checkpoint + W * CKPT, two "
+                             "fine-tunings of the same network (a checkpoint, run, export or "
+                             "shipped model name)")
+    parser.add_argument("--interpolate-weight", metavar="W", type=float, default=0.5,
+                        help="W of --interpolate, in [0, 1] (default 0.5)")
     # the sampling defaults the export stores (`Upscaler.defaults` of whoever loads it)
     sampling.add_arguments(parser, run=False, samples=False, model=False,
                            purpose="the export's default")
@@ -42,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
     from lddpm import checkpoint as ckpt
     from lddpm.diffusion.plan import DEFAULT_KEYS
     from lddpm.inference import Upscaler
+    from lddpm.pretrained import resolve_model
 
     out = Path(args.output)
     if out.exists() and not args.overwrite:
@@ -49,7 +57,11 @@ def run(args: argparse.Namespace) -> int:
     defaults = {k: getattr(args, k) for k in DEFAULT_KEYS if getattr(args, k) is not None}
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[args.dtype]
     _check_defaults(Upscaler.from_checkpoint(args.checkpoint), defaults)  # before writing
-    ckpt.export_checkpoint(Path(args.checkpoint), out, dtype, defaults or None, args.description)
+    interpolate = None
+    if args.interpolate:
+        interpolate = (resolve_model(args.interpolate), args.interpolate_weight)
+    ckpt.export_checkpoint(resolve_model(args.checkpoint), out, dtype, defaults or None,
+                           args.description, interpolate=interpolate)
     check = Upscaler.from_checkpoint(out)  # what users will load: it must load
     size = (out / ckpt.MODEL_FILE).stat().st_size / 2**20
     print(f"exported {display_path(out)} ({size:.1f} MiB, {args.dtype}; defaults {check.defaults})")

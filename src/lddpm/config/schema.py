@@ -28,7 +28,8 @@ DEGRADATIONS = ("bicubic", "bsrgan")
 DOWNSAMPLE_MODES = ("nearest", "bilinear", "bicubic")  # lddpm.data.degradations.RESIZE_MODES
 PRECISIONS = ("auto", "fp32", "bf16")  # lddpm.precision.resolve_precision
 BSRGAN_PROBABILITIES = ("blur_prob", "anisotropic_prob", "intermediate_resize_prob", "noise_prob",
-                        "gray_noise_prob", "jpeg_prob", "final_jpeg_prob", "sensor_noise_prob")
+                        "gray_noise_prob", "jpeg_prob", "final_jpeg_prob", "sensor_noise_prob",
+                        "clean_prob")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -169,6 +170,10 @@ class DegradationConfig:
     sensor_shot_noise: tuple[float, float] = (1e-4, 1e-2)  # variance per unit signal
     sensor_read_noise: tuple[float, float] = (1e-6, 1e-3)  # variance
     shuffle: bool = True
+    # Share of samples left clean: the plain bicubic LR instead of the random chain, so that a
+    # blind model also keeps the clean-LR quality (a downscaled sharp photo is an input too).
+    # 0 draws nothing extra: a config without it degrades exactly as before.
+    clean_prob: float = 0.0
 
 
 @dataclass

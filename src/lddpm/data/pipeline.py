@@ -6,7 +6,7 @@
 `bsrgan`: BSRGAN's random degradation (Zhang et al. 2021), with the probabilities and ranges
 of `DataConfig.bsrgan`: two blurs, an intermediate resize, the final resize, Gaussian noise,
 JPEG and camera sensor noise in a random order (the intermediate resize before the final
-one), then a last JPEG.
+one), then a last JPEG; `bsrgan.clean_prob` of the samples keep the clean bicubic LR instead.
 
 Both modes return the LR clamped to [0, 1] and rounded to 8-bit levels, so an LR made on
 the fly in training equals the PNG that `lddpm degrade` writes. All randomness comes from
@@ -177,17 +177,22 @@ class Degradation:
         -> (lr (3, H/s, W/s) float32 in [0, 1] on 8-bit levels, JSON-ready params).
         The bicubic mode draws nothing; `generator` may then be None."""
         self._check_shape(hr)
-        if self.mode == "bicubic":
+        if self.mode == "bsrgan" and generator is None:
+            raise ValueError("the bsrgan mode needs a generator")
+        if self.mode == "bicubic" or self._left_clean(generator):
             lr = bicubic_downsample(hr.to(torch.float64), self.scale)
             params: dict = {"mode": "bicubic", "scale": self.scale}
         else:
-            if generator is None:
-                raise ValueError("the bsrgan mode needs a generator")
             img = hr.detach().to("cpu", torch.float64).permute(1, 2, 0).numpy()
             out, steps = bsrgan(img, self.scale, self.bsrgan_cfg, generator)
             lr = torch.from_numpy(np.ascontiguousarray(out.transpose(2, 0, 1))).to(hr.device)
             params = {"mode": "bsrgan", "scale": self.scale, "steps": steps}
         return quantize(lr).to(torch.float32), params
+
+    def _left_clean(self, generator: np.random.Generator) -> bool:
+        """bsrgan.clean_prob of the samples keep the clean bicubic LR (no draw when it is 0)."""
+        p = self.bsrgan_cfg.clean_prob
+        return p > 0 and generator.random() < p
 
     def _check_shape(self, hr: torch.Tensor) -> None:
         if hr.ndim != 3 or hr.shape[0] != 3:

@@ -248,7 +248,8 @@ def setup(device_name: str) -> tuple[Distributed, torch.device]:
     dist = from_environment()
     device = select_device(device_name, dist)
     if device.type == "cuda":
-        torch.cuda.set_device(device)
+        if device.index is not None:  # set_device refuses a plain "cuda" (the current GPU)
+            torch.cuda.set_device(device)
         # Training crops have one fixed size, so cuDNN's per-shape kernel search pays once.
         torch.backends.cudnn.benchmark = True
     if not dist.active:

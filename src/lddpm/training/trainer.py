@@ -206,7 +206,7 @@ class Trainer:
         self.lr_sched.load_state_dict(state["lr_schedule"])
         if self.d_opt is not None:
             self.d_opt.load_state_dict(state["d_optimizer"])
-        torch.set_rng_state(state["torch_rng"])
+        torch.set_rng_state(state["torch_rng"].cpu())  # map_location moved it to the device
         self.step = int(state["step"])
         self._restore_lr_plan(state, saved)
         tqdm.write(f"lddpm: resumed from {display_path(path)} at step {self.step}")
