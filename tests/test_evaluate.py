@@ -236,6 +236,19 @@ def test_compare_puts_two_entries_and_bicubic_in_one_table(
     assert all(line[SECONDS] for line in lines) and all(line[NFE] for line in lines)
 
 
+def test_compare_x8_suffix_runs_the_entry_with_self_ensemble(tiny_run, small_photos, tmp_path, capsys):
+    report = tmp_path / "r.json"
+    entries = [f"{tiny_run}:ddim:1", f"{tiny_run}:ddim:1:x8"]
+    code = main(["evaluate", "--compare", *entries, "--data", str(small_photos), "--scale", "2",
+                 "--report", str(report), "--no-progress"])
+    assert code == 0
+    rows = _table_rows(capsys.readouterr().out)
+    assert [r[0] for r in rows] == ["bicubic", *entries]
+    assert [r[-1].strip("*") for r in rows] == ["0", "1", "8"]  # NFE/img: 8 passes of 1 step
+    saved = json.loads(report.read_text())
+    assert [m["self_ensemble"] for m in saved["methods"][1:]] == [False, True]
+
+
 def test_single_checkpoint_table_per_image_and_mean(tiny_run, small_photos, capsys):
     code = main(["evaluate", "--checkpoint", str(tiny_run), "--data", str(small_photos),
                  "--steps", "1", "--num-samples", "2", "--max-images", "2",

@@ -75,6 +75,15 @@ def test_export_description_is_what_lddpm_models_shows(tiny_run, tmp_path, monke
     assert rc == 0 and "tiny-x2" in listing and "\n    for tests only" in listing
 
 
+def test_export_stores_self_ensemble_as_a_default(tiny_run, tmp_path, capsys):
+    out = tmp_path / "x8"
+    rc, _, err = run_cli(capsys, "export", tiny_run, out, "--self-ensemble")
+    assert rc == 0, err
+    assert json.loads((out / "config.json").read_text())["inference"] == {"self_ensemble": True}
+    up = Upscaler.from_pretrained(out)
+    assert up.plan().self_ensemble is True and up.plan().evaluations(4, 4) == 8 * up.plan().steps
+
+
 def test_export_refuses_to_overwrite(exported, tiny_run, capsys):
     rc, _, err = run_cli(capsys, "export", tiny_run, exported)
     assert_one_line_error(rc, err, "exists", "--overwrite")

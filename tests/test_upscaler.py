@@ -130,6 +130,32 @@ def test_tiled_equals_untiled_for_a_network_without_spatial_context(monkeypatch)
         torch.testing.assert_close(tiled, whole, rtol=0, atol=1e-6, msg=f"tile {tile}")
 
 
+def test_self_ensemble_is_the_mean_of_the_eight_turned_back_passes():
+    """Known answer: x8 = mean over the rotations/flips of upscale(T(lr)) turned back, each
+    pass with the same seed; the plan counts 8 passes of evaluations."""
+    from lddpm.inference import DIHEDRAL, dihedral, undo_dihedral
+
+    up = _upscaler("tiny+v1")
+    lr = _rand(1, 3, 8, 12, seed=0)
+    plain = lambda x: up.upscale(x, steps=2, seed=3, self_ensemble=False)
+    expected = torch.stack([undo_dihedral(plain(dihedral(lr, k, f)), k, f) for k, f in DIHEDRAL]).mean(0)
+    calls = []
+    ens = up.upscale(lr, steps=2, seed=3, self_ensemble=True, progress=calls.append)
+    assert ens.shape == (1, 1, 3, 16, 24)
+    torch.testing.assert_close(ens, expected, rtol=0, atol=1e-6)
+    assert len(calls) == up.plan(steps=2, self_ensemble=True).evaluations(8, 12) == 8 * 2
+    assert (ens - plain(lr)).abs().max() > 1e-4  # the passes differ: the mean is not one of them
+    for k, f in DIHEDRAL:
+        assert torch.equal(undo_dihedral(dihedral(lr, k, f), k, f), lr)
+
+
+def test_self_ensemble_default_comes_from_the_model():
+    up = _upscaler("tiny+v1")
+    assert up.plan().self_ensemble is False
+    up.defaults = {**up.defaults, "self_ensemble": True}
+    assert up.plan().self_ensemble is True and up.plan(self_ensemble=False).self_ensemble is False
+
+
 def test_a_v_prediction_residual_checkpoint_samples(tmp_path):
     """The shipped recipe's parameterisation (v-prediction of the scaled residual), saved
     and loaded like any checkpoint: seeded, in range, and the residual is added back."""

@@ -94,7 +94,8 @@ class ModelMethod:
 
     def warm_up(self, lr: torch.Tensor) -> None:
         # One network evaluation on a small crop is enough to initialise kernels and caches.
-        once = replace(self.plan, timesteps=self.plan.timesteps[:1], num_samples=1)
+        once = replace(self.plan, timesteps=self.plan.timesteps[:1], num_samples=1,
+                       self_ensemble=False)
         self.upscaler.upscale(lr[..., :16, :16], seed=0, plan=once)
 
     def model_evaluations(self) -> int:

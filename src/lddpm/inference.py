@@ -152,7 +152,8 @@ class Upscaler:
     # ------------------------------------------------------------------ the plan
     def plan(self, choices: SamplingChoices | None = None, **changes) -> SamplingPlan:
         """The resolved, checked SamplingPlan of `choices` (and/or keyword `changes` over
-        them: sampler=, steps=, eta=, consistency=, tile=, tile_overlap=, num_samples=) on
+        them: sampler=, steps=, eta=, consistency=, tile=, tile_overlap=, num_samples=,
+        self_ensemble=) on
         this model: None = its defaults (`self.defaults`). A bad choice is a UserError
         naming it (`option`)."""
         choices = (choices or SamplingChoices()).merged(**changes)
@@ -189,6 +190,7 @@ class Upscaler:
         consistency: str | None = None,
         tile_overlap: int | None = None,
         plan: SamplingPlan | None = None,
+        self_ensemble: bool | None = None,
     ) -> torch.Tensor:
         """(B,3,h,w) [0,1] -> (num_samples,B,3,h*s,w*s) [0,1], on the CPU.
 
@@ -197,19 +199,35 @@ class Upscaler:
         tile: LR tile side; None = `auto_tile()`, 0 = the whole image at once.
         tile_overlap: LR pixels shared by neighbouring tiles (None = min(8, tile // 4)).
         consistency: "none", "end" or "step" (lddpm.diffusion.consistency).
+        self_ensemble: the mean over the input's 8 rotations/flips (None = the model's default).
         progress: called with 1 after every network evaluation (`plan.evaluations` in all).
         references: reference images (B,3,h',w') in [0, 1] for the LR encoder's tokens.
         """
         if plan is None:
             plan = self.plan(sampler=sampler, steps=steps, eta=eta, consistency=consistency,
-                             tile=tile, tile_overlap=tile_overlap, num_samples=num_samples)
-        elif (sampler, steps, tile, consistency, tile_overlap) != (None,) * 5 or eta or num_samples != 1:
+                             tile=tile, tile_overlap=tile_overlap, num_samples=num_samples,
+                             self_ensemble=self_ensemble)
+        elif ((sampler, steps, tile, consistency, tile_overlap, self_ensemble) != (None,) * 6
+              or eta or num_samples != 1):
             raise TypeError("give either plan= or the sampling choices (sampler=, steps=, ...), not both")
         if lr.ndim != 4 or lr.shape[1] != 3:
             raise UserError(f"expected LR images (B,3,h,w), got {tuple(lr.shape)}")
         if references and self.net.encoder is None:
             raise UserError("reference images need a checkpoint with the LR encoder (preset part v2 or v3)",
                             option="reference")
+        if not plan.self_ensemble:
+            return self._upscale_planned(lr, plan, seed, references, progress)
+        # Self-ensemble: each rotation/flip of the input upscaled with the same seed and
+        # turned back; the mean of the 8 (EDSR's "+"). Sums in place: one extra buffer.
+        out = None
+        for k, flip in DIHEDRAL:
+            sr = self._upscale_planned(dihedral(lr, k, flip), plan, seed, references, progress)
+            sr = undo_dihedral(sr, k, flip)
+            out = sr if out is None else out.add_(sr)
+        return out.div_(len(DIHEDRAL))
+
+    def _upscale_planned(self, lr, plan, seed, references, progress) -> torch.Tensor:
+        """One pass of `upscale`: (B,3,h,w) [0,1] -> (num_samples,B,3,h*s,w*s) [0,1]."""
         lr = lr.to(self.device, torch.float32) * 2 - 1
         refs = [r.to(self.device, torch.float32) * 2 - 1 for r in references or []]
         b, _, h, w = lr.shape
@@ -282,6 +300,22 @@ class Upscaler:
         if plan.consistency != "none":
             image = project(image)  # exact at the end too (x0 was clipped after the last one)
         return image[..., : h * s, : w * s]
+
+
+# The 8 symmetries of the square: (quarter turns, then a left-right flip or not).
+DIHEDRAL = tuple((k, flip) for k in range(4) for flip in (False, True))
+
+
+def dihedral(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
+    """(..., H, W) turned k quarter turns, then flipped left-right if `flip`."""
+    x = torch.rot90(x, k, (-2, -1))
+    return torch.flip(x, (-1,)) if flip else x
+
+
+def undo_dihedral(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
+    """The inverse of `dihedral(., k, flip)`."""
+    x = torch.flip(x, (-1,)) if flip else x
+    return torch.rot90(x, -k, (-2, -1))
 
 
 def latent_region(field: torch.Tensor, origin: tuple[int, int], size: tuple[int, int]) -> torch.Tensor:

@@ -36,7 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--compare",
         nargs="+",
         metavar="ENTRY",
-        help="CHECKPOINT[:SAMPLER[:STEPS]][:CONSISTENCY] entries (and/or `bicubic`, "
+        help="CHECKPOINT[:SAMPLER[:STEPS]][:CONSISTENCY][:x8] entries (x8: self-ensemble; "
+             "and/or `bicubic`, "
         "`span-x4`, `realsr-x4`, `realesrgan-x4plus`) to compare; CHECKPOINT may be a "
         "shipped model name",
     )
@@ -124,6 +125,15 @@ def _check_args(args: argparse.Namespace) -> None:
 # ----------------------------------------------------------------------------------------------
 # Entries and methods
 # ----------------------------------------------------------------------------------------------
+ENSEMBLE_SUFFIX = "x8"  # ENTRY...:x8 = that entry with self-ensemble
+
+
+def split_ensemble(entry: str, default: bool | None) -> tuple[str, bool | None]:
+    """'runs/a:ddim:1:x8' -> ('runs/a:ddim:1', True); no suffix -> the default."""
+    head, _, last = entry.rpartition(":")
+    return (head, True) if head and last == ENSEMBLE_SUFFIX else (entry, default)
+
+
 def split_consistency(entry: str, default: str | None) -> tuple[str, str | None]:
     """'runs/a:ddim:4:end' -> ('runs/a:ddim:4', 'end'); no suffix -> the default."""
     head, _, last = entry.rpartition(":")
@@ -164,9 +174,10 @@ class _Upscalers:
         return self._loaded[path]
 
 
-def _label(path: str, sampler: str, steps: int | None, consistency: str) -> str:
+def _label(path: str, sampler: str, steps: int | None, consistency: str, ensemble: bool) -> str:
     label = f"{path}:{sampler}" + (f":{steps}" if steps is not None else "")
-    return label + (f":{consistency}" if consistency != "none" else "")
+    label += f":{consistency}" if consistency != "none" else ""
+    return label + (f":{ENSEMBLE_SUFFIX}" if ensemble else "")
 
 
 def build_methods(args: argparse.Namespace, upscalers: _Upscalers) -> list[Any]:
@@ -186,11 +197,12 @@ def build_methods(args: argparse.Namespace, upscalers: _Upscalers) -> list[Any]:
             weights = args.realesrgan_weights if entry == REALESRGAN else None
             methods.append(PeerMethod(entry, weights, args.device, args.tile))
             continue
-        rest, consistency = split_consistency(entry, args.consistency)
+        rest, ensemble = split_ensemble(entry, args.self_ensemble)
+        rest, consistency = split_consistency(rest, args.consistency)
         path, sampler, steps = parse_entry(rest, args.sampler, args.steps)
         upscaler = upscalers.get(path)
         choices = replace(sampling.choices(args), sampler=sampler, steps=steps,
-                          consistency=consistency)
+                          consistency=consistency, self_ensemble=ensemble)
         try:
             plan = upscaler.plan(choices)
         except UserError as exc:
@@ -199,7 +211,7 @@ def build_methods(args: argparse.Namespace, upscalers: _Upscalers) -> list[Any]:
             raise UserError(f"--compare {entry}: {exc}") from None
         if sampler is None and steps is None:  # the label shows what was asked for
             steps = upscaler.defaults["steps"]
-        label = _label(path, plan.sampler, steps, plan.consistency)
+        label = _label(path, plan.sampler, steps, plan.consistency, plan.self_ensemble)
         if label in seen:
             continue
         seen.add(label)

@@ -23,7 +23,8 @@ from lddpm.precision import DEVICES, PRECISIONS
 
 def add_arguments(parser: argparse.ArgumentParser, *, run: bool = True, samples: bool = True,
                   model: bool = True, purpose: str = "default") -> None:
-    """The "sampling" argument group. Always --sampler, --steps, --consistency; `run`:
+    """The "sampling" argument group. Always --sampler, --steps, --consistency,
+    --self-ensemble; `run`:
     --eta, --tile, --tile-overlap; `samples`: --seed, --num-samples; `model`: --device,
     --precision, --raw-weights. `purpose` starts the help of the first three."""
     group = parser.add_argument_group("sampling")
@@ -35,6 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser, *, run: bool = True, samples:
     group.add_argument("--consistency", choices=list(CONSISTENCY),
                        help="make the output's bicubic downscale equal the input: at every "
                             f"step, at the end, or none ({purpose}: the model's)")
+    group.add_argument("--self-ensemble", action=argparse.BooleanOptionalAction,
+                       help="the mean over the input's 8 rotations/flips (EDSR's '+'): "
+                            f"8x the time, a little more PSNR ({purpose}: the model's)")
     if run:
         group.add_argument("--eta", type=float, default=0.0,
                            help="DDIM eta in [0, 1] (0 = deterministic)")
@@ -64,7 +68,7 @@ def choices(args: argparse.Namespace):
         sampler=args.sampler, steps=args.steps, consistency=args.consistency,
         eta=getattr(args, "eta", 0.0), tile=getattr(args, "tile", None),
         tile_overlap=getattr(args, "tile_overlap", None),
-        num_samples=getattr(args, "num_samples", 1),
+        num_samples=getattr(args, "num_samples", 1), self_ensemble=args.self_ensemble,
     )
 
 

@@ -4,7 +4,7 @@ handed to a sampler).
 
     plan = up.plan(sampler="ddim", steps=4, consistency="end")   # lddpm.inference.Upscaler
     plan.timesteps             # array([999, 749, 499, 249]): what the sampler visits
-    plan.evaluations(h, w)     # network evaluations for one (h, w) LR: samples x tiles x steps
+    plan.evaluations(h, w)     # network evaluations for one (h, w) LR: samples x passes x tiles x steps
     sr = up.upscale(lr, seed=0, plan=plan)
 
 `build_plan` is the one place a choice is filled in from the model's defaults and checked:
@@ -30,8 +30,10 @@ from lddpm.errors import UserError
 MIN_TILE = 4  # LR pixels: the smallest tile side (0 = no tiling)
 # The sampling defaults an export may store ("inference" in its config.json); a key it
 # lacks falls back to these.
-DEFAULT_KEYS = ("sampler", "steps", "consistency")
-FALLBACK_DEFAULTS = {"sampler": "ddim", "steps": None, "consistency": "none"}
+DEFAULT_KEYS = ("sampler", "steps", "consistency", "self_ensemble")
+FALLBACK_DEFAULTS = {"sampler": "ddim", "steps": None, "consistency": "none", "self_ensemble": False}
+# Self-ensemble (EDSR's "+", Lim et al. 2017): the input's 4 rotations x 2 flips.
+ENSEMBLE_SIZE = 8
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,8 @@ class SamplingChoices:
     """What a user chooses (command line, web page, Python call); None = the model's default
     (steps: the model's default only when the sampler is its default one too, else that
     sampler's own default; tile: automatic, see `Upscaler.auto_tile`; tile_overlap:
-    min(8, tile // 4))."""
+    min(8, tile // 4); self_ensemble: the mean over the input's 8 rotations/flips, each
+    output turned back, at 8x the cost)."""
 
     sampler: str | None = None
     steps: int | None = None
@@ -48,6 +51,7 @@ class SamplingChoices:
     tile: int | None = None
     tile_overlap: int | None = None
     num_samples: int = 1
+    self_ensemble: bool | None = None
 
     def merged(self, **changes: Any) -> SamplingChoices:
         """These choices with the `changes` that are not None (a request over a server's)."""
@@ -74,6 +78,12 @@ class SamplingPlan:
     num_samples: int  # samples per image; sample s uses seed + s
     device: torch.device  # where the network runs
     precision: str  # fp32 | bf16: the network's autocast (lddpm.precision)
+    self_ensemble: bool = False  # the mean over the input's 8 rotations/flips
+
+    @property
+    def passes(self) -> int:
+        """Whole upscaling passes per sample: 8 with self-ensemble, else 1."""
+        return ENSEMBLE_SIZE if self.self_ensemble else 1
 
     @property
     def steps(self) -> int:
@@ -90,8 +100,9 @@ class SamplingPlan:
 
     def evaluations(self, h: int, w: int) -> int:
         """Network evaluations that upscaling one (h, w) LR image runs (what `progress`
-        counts): samples x tiles x steps."""
-        return self.num_samples * len(self.tiling(h, w)) * self.steps
+        counts): samples x passes x tiles x steps (a rotated pass has the transposed tiling,
+        as many tiles)."""
+        return self.num_samples * self.passes * len(self.tiling(h, w)) * self.steps
 
     def describe(self) -> dict[str, Any]:
         """JSON-ready: what reports and the web page show."""
@@ -99,6 +110,7 @@ class SamplingPlan:
                 "timesteps": [int(t) for t in self.timesteps], "eta": self.eta,
                 "consistency": self.consistency, "tile": self.tile,
                 "tile_overlap": self.tile_overlap, "num_samples": self.num_samples,
+                "self_ensemble": self.self_ensemble,
                 "device": str(self.device), "precision": self.precision}
 
 
@@ -141,4 +153,5 @@ def build_plan(choices: SamplingChoices, *, defaults: dict, timesteps: int, chai
         consistency=consistency, tile=tile, tile_overlap=overlap if tile else 0,
         tile_align=tile_align, num_samples=c.num_samples, device=device,
         precision="bf16" if autocast == torch.bfloat16 else "fp32",
+        self_ensemble=bool(defaults["self_ensemble"] if c.self_ensemble is None else c.self_ensemble),
     )
