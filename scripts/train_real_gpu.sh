@@ -7,7 +7,8 @@
 # that ends TRAIN_S seconds after the start, so the cosine learning rate reaches 0 in the time
 # there is. TA=... TB=... give the totals instead (no probe). Then both are exported (bf16).
 #
-#   bash scripts/train_real_gpu.sh                    # 7 minutes on one H200 (8 minutes with TA=4000 TB=1000)
+#   bash scripts/train_real_gpu.sh                    # TRAIN_S=420 s of training, then the exports
+#   TA=4000 TB=1000 bash scripts/train_real_gpu.sh    # the shipped run's totals (about 8 min on one H200)
 #   RUN=runs/gpu/A bash scripts/ship_model.sh lddpm-x4-real
 #
 # DATA/VAL: the training and validation photos (benchmarks/prepare_photos.py writes both; the
