@@ -137,7 +137,9 @@ def test_export_interpolate_refuses_another_network_or_weight(
     rc, _, err = run_cli(capsys, "export", tiny_run, tmp_path / "y", "--interpolate",
                          other_finetune, "--interpolate-weight", "1.5")
     assert_one_line_error(rc, err, "--interpolate-weight", "[0, 1]")
-    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+    rc, _, err = run_cli(capsys, "export", tiny_run, tmp_path / "z", "--interpolate-weight", "0.3")
+    assert_one_line_error(rc, err, "--interpolate-weight needs --interpolate")
+    assert not any((tmp_path / name).exists() for name in "xyz")
 
 
 def test_upscale_writes_name_xS_beside_the_input_by_default(exported, lr_png, capsys):

@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="network interpolation: export (1 - W) * checkpoint + W * CKPT, two "
                              "fine-tunings of the same network (a checkpoint, run, export or "
                              "shipped model name)")
-    parser.add_argument("--interpolate-weight", metavar="W", type=float, default=0.5,
+    parser.add_argument("--interpolate-weight", metavar="W", type=float,
                         help="W of --interpolate, in [0, 1] (default 0.5)")
     # the sampling defaults the export stores (`Upscaler.defaults` of whoever loads it)
     sampling.add_arguments(parser, run=False, samples=False, model=False,
@@ -58,8 +58,11 @@ def run(args: argparse.Namespace) -> int:
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[args.dtype]
     _check_defaults(Upscaler.from_checkpoint(args.checkpoint), defaults)  # before writing
     interpolate = None
+    if args.interpolate_weight is not None and not args.interpolate:
+        raise UserError("--interpolate-weight needs --interpolate CKPT (the other network)")
     if args.interpolate:
-        interpolate = (resolve_model(args.interpolate), args.interpolate_weight)
+        weight = 0.5 if args.interpolate_weight is None else args.interpolate_weight
+        interpolate = (resolve_model(args.interpolate), weight)
     ckpt.export_checkpoint(resolve_model(args.checkpoint), out, dtype, defaults or None,
                            args.description, interpolate=interpolate)
     check = Upscaler.from_checkpoint(out)  # what users will load: it must load
