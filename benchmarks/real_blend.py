@@ -62,16 +62,16 @@ def main() -> None:
              f"{means_c[w]['PSNR-Y']:.2f}", f"{gain_c[w]:+.2f}", f"{means_c[w]['detail']:.2f}",
              f"{min(gain_b[w], gain_c[w]):+.2f}"] for w in blends]
     write_report(DOCS / "real_blend.md", "lddpm-x4-real: the interpolation weight", [
-        f"The fine-tuning `{args.run}` (BSRGAN LR with 30% clean LR) interpolated with the "
+        (f"The fine-tuning `{args.run}` (BSRGAN LR with 30% clean LR) interpolated with the "
         f"weights it started from, `{args.start}` (BSRGAN LR only): W is the share of the "
         "start (W = 0: the fine-tuning alone; W = 1: the start alone). Choosing set (crops "
         "of hubble_deep_field, retina, grass, gravel, brick; no report photo), x4, ddim-1 "
         "without LR consistency (the shipped defaults), seed 0. Rule: the largest of the "
-        "smaller gain over bicubic of the two LR kinds.",
+        "smaller gain over bicubic of the two LR kinds."),
         table(["W", "bsrgan PSNR-Y", "gain", "detail", "clean PSNR-Y", "gain", "detail",
                "smaller gain"], rows),
-        f"Chosen: W = {best:.2f}; `scripts/ship_model.sh lddpm-x4-real` ships it "
-        "(BLEND_WEIGHT overrides). The report set's numbers are in docs/real_world.md.",
+        (f"Chosen: W = {best:.2f}; `scripts/ship_model.sh lddpm-x4-real` ships it "
+        "(BLEND_WEIGHT overrides). The report set's numbers are in docs/real_world.md."),
     ], {}, {})
 
 
