@@ -24,7 +24,7 @@ case "$NAME" in
         DEFAULTS=(ddim 1 none)
         # The run's weights interpolated with those it was fine-tuned from (the shipped
         # model): 0.35 of the shipped, BSRGAN-only weights keeps more of the degraded-LR
-        # gain, 0.65 of the run (30% clean LR) the clean-LR gain (docs/real_world.md)
+        # gain, 0.65 of the run (30% clean LR) the clean-LR gain (docs/real_blend.md)
         BLEND=(--interpolate "${BLEND_WITH:-lddpm-x4-real}" --interpolate-weight "${BLEND_WEIGHT:-0.35}")
         ABOUT="camera, phone, chat-app and web photos (blur, sensor noise, JPEG), and clean downscales: trained on BSRGAN degradations with 30% clean LR, no LR consistency (the LR's noise and blocks are not copied into the output)" ;;
     *) echo "unknown model $NAME (lddpm-x4, lddpm-x4-detail, lddpm-x4-real)" >&2; exit 2 ;;

@@ -239,3 +239,13 @@ def test_scale_mismatch_between_dataset_and_degradation(tmp_path):
     with pytest.raises(ValueError, match="scale"):
         EvalFolder(tmp_path, 2, _degradation("bicubic", 4))
 
+
+
+def test_the_tensor_dihedral_is_the_augmentations_and_undoes_itself():
+    """Self-ensemble (torch, CHW) and the training augmentation (numpy, HWC) turn the same way."""
+    image = np.random.default_rng(0).random((6, 6, 3))
+    chw = torch.from_numpy(image.transpose(2, 0, 1).copy())
+    for k, flip in datasets.DIHEDRAL:
+        turned = datasets.dihedral_tensor(chw, k, flip)
+        assert np.array_equal(turned.numpy().transpose(1, 2, 0), datasets.dihedral(image, k, flip))
+        assert torch.equal(datasets.undo_dihedral_tensor(turned, k, flip), chw)

@@ -133,7 +133,9 @@ def test_tiled_equals_untiled_for_a_network_without_spatial_context(monkeypatch)
 def test_self_ensemble_is_the_mean_of_the_eight_turned_back_passes():
     """Known answer: x8 = mean over the rotations/flips of upscale(T(lr)) turned back, each
     pass with the same seed; the plan counts 8 passes of evaluations."""
-    from lddpm.inference import DIHEDRAL, dihedral, undo_dihedral
+    from lddpm.data.datasets import DIHEDRAL
+    from lddpm.data.datasets import dihedral_tensor as dihedral
+    from lddpm.data.datasets import undo_dihedral_tensor as undo_dihedral
 
     up = _upscaler("tiny+v1")
     lr = _rand(1, 3, 8, 12, seed=0)

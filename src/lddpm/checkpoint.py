@@ -170,7 +170,7 @@ def interpolate_weights(
     keys that fix the architecture and what the weights mean (PARAMETERISATION_KEYS, the
     model parts) must agree; the training keys (data, losses, steps) may differ."""
     if not 0.0 <= weight <= 1.0:
-        raise UserError(f"interpolation weight {weight} is not in [0, 1]", option="interpolate-weight")
+        raise UserError(f"interpolation weight {weight} is not in [0, 1]", option="interpolate_weight")
     differ = [d for d in config_differences(read_config(source), read_config(other))
               if d.startswith(PARAMETERISATION_KEYS + ("model.",))]
     if differ:

@@ -52,6 +52,7 @@ import torch.nn.functional as F
 
 from lddpm import checkpoint as ckpt
 from lddpm.config import Config
+from lddpm.data.datasets import DIHEDRAL, dihedral_tensor, undo_dihedral_tensor
 from lddpm.data.imageio import Photo, photo_from_pil, photo_to_pil
 from lddpm.data.resize import imresize
 from lddpm.data.tiles import run_tiled
@@ -221,8 +222,8 @@ class Upscaler:
         # turned back; the mean of the 8 (EDSR's "+"). Sums in place: one extra buffer.
         out = None
         for k, flip in DIHEDRAL:
-            sr = self._upscale_planned(dihedral(lr, k, flip), plan, seed, references, progress)
-            sr = undo_dihedral(sr, k, flip)
+            sr = self._upscale_planned(dihedral_tensor(lr, k, flip), plan, seed, references, progress)
+            sr = undo_dihedral_tensor(sr, k, flip)
             out = sr if out is None else out.add_(sr)
         return out.div_(len(DIHEDRAL))
 
@@ -300,22 +301,6 @@ class Upscaler:
         if plan.consistency != "none":
             image = project(image)  # exact at the end too (x0 was clipped after the last one)
         return image[..., : h * s, : w * s]
-
-
-# The 8 symmetries of the square: (quarter turns, then a left-right flip or not).
-DIHEDRAL = tuple((k, flip) for k in range(4) for flip in (False, True))
-
-
-def dihedral(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
-    """(..., H, W) turned k quarter turns, then flipped left-right if `flip`."""
-    x = torch.rot90(x, k, (-2, -1))
-    return torch.flip(x, (-1,)) if flip else x
-
-
-def undo_dihedral(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
-    """The inverse of `dihedral(., k, flip)`."""
-    x = torch.flip(x, (-1,)) if flip else x
-    return torch.rot90(x, -k, (-2, -1))
 
 
 def latent_region(field: torch.Tensor, origin: tuple[int, int], size: tuple[int, int]) -> torch.Tensor:

@@ -56,10 +56,10 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{display_path(out)} exists; pass --overwrite to replace it")
     defaults = {k: getattr(args, k) for k in DEFAULT_KEYS if getattr(args, k) is not None}
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[args.dtype]
-    _check_defaults(Upscaler.from_checkpoint(args.checkpoint), defaults)  # before writing
-    interpolate = None
     if args.interpolate_weight is not None and not args.interpolate:
         raise UserError("--interpolate-weight needs --interpolate CKPT (the other network)")
+    _check_defaults(Upscaler.from_checkpoint(args.checkpoint), defaults)  # before writing
+    interpolate = None
     if args.interpolate:
         weight = 0.5 if args.interpolate_weight is None else args.interpolate_weight
         interpolate = (resolve_model(args.interpolate), weight)

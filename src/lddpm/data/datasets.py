@@ -67,10 +67,28 @@ def random_crop(image: np.ndarray, size: int, rng: np.random.Generator) -> np.nd
     return image[top : top + size, left : left + size]
 
 
+# The 8 symmetries of the square: (quarter turns, then a left-right flip or not). The
+# training augmentation draws one (`dihedral`, numpy HWC); self-ensemble runs all
+# (`dihedral_tensor` and its inverse, torch CHW).
+DIHEDRAL = tuple((k, flip) for k in range(4) for flip in (False, True))
+
+
 def dihedral(image: np.ndarray, rotations: int, flip: bool) -> np.ndarray:
     """One of the 8 flips/90-degree rotations of a square (H, W, C) patch."""
     out = np.rot90(image, k=rotations, axes=(0, 1))
     return out[:, ::-1] if flip else out
+
+
+def dihedral_tensor(x: torch.Tensor, rotations: int, flip: bool) -> torch.Tensor:
+    """`dihedral` of a (..., H, W) tensor: quarter turns, then a left-right flip."""
+    x = torch.rot90(x, rotations, (-2, -1))
+    return torch.flip(x, (-1,)) if flip else x
+
+
+def undo_dihedral_tensor(x: torch.Tensor, rotations: int, flip: bool) -> torch.Tensor:
+    """The inverse of `dihedral_tensor(., rotations, flip)`."""
+    x = torch.flip(x, (-1,)) if flip else x
+    return torch.rot90(x, -rotations, (-2, -1))
 
 
 class _ImageCache:

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from lddpm.data.datasets import DIHEDRAL
 from lddpm.data.tiles import Tiling, tile_grid
 from lddpm.diffusion.consistency import CONSISTENCY
 from lddpm.diffusion.samplers import Chain, set_timesteps
@@ -32,8 +33,8 @@ MIN_TILE = 4  # LR pixels: the smallest tile side (0 = no tiling)
 # lacks falls back to these.
 DEFAULT_KEYS = ("sampler", "steps", "consistency", "self_ensemble")
 FALLBACK_DEFAULTS = {"sampler": "ddim", "steps": None, "consistency": "none", "self_ensemble": False}
-# Self-ensemble (EDSR's "+", Lim et al. 2017): the input's 4 rotations x 2 flips.
-ENSEMBLE_SIZE = 8
+# Self-ensemble (EDSR's "+", Lim et al. 2017): one pass per symmetry of the square.
+ENSEMBLE_SIZE = len(DIHEDRAL)
 
 
 @dataclass(frozen=True)
